@@ -1,0 +1,46 @@
+"""Flags and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlplab.fsio import atomic_write_text, ensure_dir
+from mlplab.problem import Problem, load_problem
+from mlplab.tables import FORMATS, Table, render_tables
+
+
+def add_format(parser: argparse.ArgumentParser, default: str = "text") -> None:
+    parser.add_argument("--format", choices=FORMATS, default=default,
+                        help=f"how to print tables (default: {default})")
+
+
+def add_out(parser: argparse.ArgumentParser, help_text: str = "folder to write files into") -> None:
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help=help_text)
+
+
+def add_problem(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--problem", type=Path, default=None, metavar="FILE",
+                        help="problem file (JSON with X, y, W1, b1, w2, b2); default: the seed's problem")
+
+
+def problem_from_args(args: argparse.Namespace) -> Problem:
+    return load_problem(getattr(args, "problem", None))
+
+
+def print_tables(tables: Sequence[Table], fmt: str) -> None:
+    print(render_tables(tables, fmt))
+
+
+def write_tables(tables: Sequence[Table], out_dir: Path, stem: str) -> list[Path]:
+    """Write `stem.{txt,md,tex,json}` into `out_dir`, each atomically."""
+    ensure_dir(out_dir)
+    suffix = {"text": "txt", "markdown": "md", "latex": "tex", "json": "json"}
+    return [atomic_write_text(out_dir / f"{stem}.{suffix[f]}", render_tables(tables, f) + "\n") for f in FORMATS]
+
+
+def say(message: str) -> None:
+    """Progress and file notes go to stderr, so stdout stays clean for tables and JSON."""
+    print(message, file=sys.stderr)

@@ -1,0 +1,97 @@
+"""Atomic file writes: a file either has its complete new content or does not exist (or keeps its old one).
+
+Everything is written to a temporary name in the same folder, flushed, then renamed into place, so an
+interrupted run never leaves a half-written file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from mlplab.errors import MlplabError
+
+
+def ensure_dir(path: str | os.PathLike[str]) -> Path:
+    """Create `path` (and parents) if needed and check that it is a writable folder."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlplabError(f"cannot create output folder {folder}: {exc.strerror}",
+                          hint="choose another --out folder") from exc
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise MlplabError(f"output folder {folder} is not writable", hint="choose another --out folder")
+    return folder
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success it is renamed to `path`, on error removed."""
+    target = Path(path)
+    ensure_dir(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    import torch
+
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
+    return Path(path)
+
+
+def save_figure(fig: Any, out_dir: str | os.PathLike[str], stem: str,
+                formats: Iterable[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Save a matplotlib figure as `out_dir/stem.{png,pdf}`, each file written atomically."""
+    paths = []
+    for fmt in formats:
+        path = Path(out_dir) / f"{stem}.{fmt}"
+        with atomic_open(path, "wb") as handle:
+            fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _json_default(obj: Any) -> Any:
+    from fractions import Fraction
+
+    if isinstance(obj, Fraction):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")

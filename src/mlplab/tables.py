@@ -1,0 +1,148 @@
+"""One table type, four renderings: terminal text, Markdown, LaTeX (booktabs) and JSON.
+
+Rows hold raw values (numbers, strings, None); numbers are rounded only when rendered as text, so the
+JSON keeps full precision and every rendering shows the same rounded figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMATS = ("text", "markdown", "latex", "json")
+
+
+@dataclass
+class Table:
+    """A titled grid of values.
+
+    >>> t = Table("Demo", ["x", "y"], [["a", 1.234], ["b", -0.5]])
+    >>> print(t.to_markdown())
+    **Demo**
+    <BLANKLINE>
+    | x | y |
+    |---|---:|
+    | a | 1.23 |
+    | b | -0.50 |
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    decimals: int = 2
+    caption: str = ""
+    label: str = ""  # LaTeX label, e.g. "tab:table1"
+    latex_columns: list[str] | None = None  # column headers in LaTeX math, when they differ
+    rules_after: list[int] = field(default_factory=list)  # row indices followed by a \midrule
+
+    def cell(self, value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "nan"
+            if math.isinf(value):
+                return "inf" if value > 0 else "-inf"
+            text = f"{value:.{self.decimals}f}"
+            return "0." + "0" * self.decimals if text == "-0." + "0" * self.decimals else text
+        return str(value)
+
+    def _text_rows(self) -> list[list[str]]:
+        return [[self.cell(v) for v in row] for row in self.rows]
+
+    def _numeric(self, j: int) -> bool:
+        values = [row[j] for row in self.rows if row[j] is not None]
+        return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    def to_text(self) -> str:
+        body = self._text_rows()
+        widths = [max(len(c), *(len(r[j]) for r in body)) if body else len(c) for j, c in enumerate(self.columns)]
+        num = [self._numeric(j) for j in range(len(self.columns))]
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, num)).rstrip()
+
+        sep = "  ".join("-" * w for w in widths)
+        out = [self.title, line(self.columns), sep]
+        for i, r in enumerate(body):
+            out.append(line(r))
+            if i in self.rules_after and i != len(body) - 1:
+                out.append(sep)
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        align = ["---:" if self._numeric(j) else "---" for j in range(len(self.columns))]
+        out = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |", "|" + "|".join(align) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self._text_rows()]
+        return "\n".join(out)
+
+    def to_latex(self) -> str:
+        cols = self.latex_columns or [latex_escape(c) for c in self.columns]
+        spec = "".join("r" if self._numeric(j) else "l" for j in range(len(cols)))
+        out = ["\\begin{table}[htbp]", "\\centering"]
+        if self.caption or self.title:
+            out.append(f"\\caption{{{latex_escape(self.caption or self.title)}}}")
+        if self.label:
+            out.append(f"\\label{{{self.label}}}")
+        out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
+        for i, r in enumerate(self._text_rows()):
+            out.append(" & ".join(latex_cell(c) for c in r) + " \\\\")
+            if i in self.rules_after and i != len(self.rows) - 1:
+                out.append("\\midrule")
+        out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "columns": self.columns,
+                "rows": [dict(zip(self.columns, [_jsonable(v) for v in r])) for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self, fmt: str) -> str:
+        return {"text": self.to_text, "markdown": self.to_markdown, "latex": self.to_latex,
+                "json": self.to_json}[fmt]()
+
+
+def render_tables(tables: Sequence[Table], fmt: str) -> str:
+    """Render several tables; JSON gives one object keyed by title."""
+    if fmt == "json":
+        return json.dumps({t.title: t.to_dict() for t in tables}, indent=2)
+    return "\n\n".join(t.render(fmt) for t in tables)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text.
+
+    >>> latex_escape("a_1 & 50%")
+    'a\\\\_1 \\\\& 50\\\\%'
+    """
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex_cell(text: str) -> str:
+    """A rendered cell for LaTeX: numbers in math mode (so minus signs are real minus signs)."""
+    try:
+        float(text)
+    except ValueError:
+        return latex_escape(text)
+    return f"${text}$"
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if hasattr(v, "item"):
+        return v.item()
+    return v
