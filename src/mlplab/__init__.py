@@ -12,22 +12,43 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from mlplab.activations import ACTIVATIONS, get_activation, identity, relu, sigmoid
+from mlplab.decision import classify_pairs, predict_labels, predict_labels_from_logits
+from mlplab.descent import descent_curves, gradient_descent_run, verdict
 from mlplab.device import get_device
 from mlplab.errors import MlplabError
 from mlplab.forward import ForwardResult, forward
+from mlplab.gradcheck import check_gradients, relative_error
+from mlplab.gradients import Gradients, backward
+from mlplab.losses import MSE, binary_cross_entropy, binary_cross_entropy_with_logits, mse
 from mlplab.problem import Problem, load_problem
+from mlplab.simple_mlp import SimpleMLP
 
 __all__ = [
     "ACTIVATIONS",
+    "MSE",
     "ForwardResult",
+    "Gradients",
     "MlplabError",
     "Problem",
+    "SimpleMLP",
     "__version__",
+    "backward",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "check_gradients",
+    "classify_pairs",
+    "descent_curves",
     "forward",
     "get_activation",
     "get_device",
+    "gradient_descent_run",
     "identity",
     "load_problem",
+    "mse",
+    "predict_labels",
+    "predict_labels_from_logits",
+    "relative_error",
     "relu",
     "sigmoid",
+    "verdict",
 ]

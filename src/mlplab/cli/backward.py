@@ -1,10 +1,273 @@
-"""Subcommands for this part of mlplab (being built)."""
+"""Seed section 2 on the command line: classify, losses, gradients, descent, errata, section2.
+
+Each command parses flags, calls library functions with explicit arguments, and prints tables or
+writes files; `write_section2` writes everything of section 2 into one folder.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+import torch
+
+from mlplab.activations import SYMBOLS, activation_pairs, parse_pair
+from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say, write_tables
+from mlplab.decision import classification_table, classify_pairs
+from mlplab.descent import DEFAULT_STEPS, VerdictRule, descent_curves, descent_figure
+from mlplab.errata import code_errata_table, double_sigmoid_training, errata_table, numeric_errata
+from mlplab.errors import MlplabError
+from mlplab.forward import forward
+from mlplab.fsio import atomic_write_json, ensure_dir, save_figure
+from mlplab.gradcheck import FD_STEP, check_all, gradient_table, summary_table
+from mlplab.gradients import B2_FORMULA, b2_gradient_exact, backward, loss_sensitivity
+from mlplab.losses import binary_cross_entropy_terms, get_loss, loss_name, mse_terms
+from mlplab.problem import Problem
+from mlplab.tables import Table
+
+LOSS_PAIRS = [("relu", "sigmoid"), ("sigmoid", "sigmoid")]
+"""The two (sigma_1, sigma_2) pairs of seed tasks 2.2 (4)-(5)."""
+
+
+# --- tables (pure: problem in, Table out) --------------------------------------------------------------
+
+def classify_tables(problem: Problem) -> list[Table]:
+    t = problem.tensors()
+    return [classification_table(classify_pairs(t), [int(v) for v in problem.y])]
+
+
+def losses_tables(problem: Problem, pairs: list[tuple[str, str]] | None = None) -> list[Table]:
+    """Per-sample MSE and BCE terms and means for each pair, then the boundary-sensitivity table."""
+    t = problem.tensors()
+    tables = []
+    for s1, s2 in pairs or LOSS_PAIRS:
+        y_hat = forward(t["X"], s1, t["W1"], t["b1"], s2, t["W2"], t["b2"]).y_hat
+        sq, ce = mse_terms(y_hat, t["y"]).reshape(-1), binary_cross_entropy_terms(y_hat, t["y"]).reshape(-1)
+        rows: list[list[Any]] = [[f"x{i + 1}", int(t["y"][i, 0]), y_hat[i, 0].item(), sq[i].item(), ce[i].item()]
+                                 for i in range(problem.n)]
+        rows.append(["mean", None, None, sq.mean().item(), ce.mean().item()])
+        tables.append(Table(f"Losses for (sigma1, sigma2) = ({s1}, {s2})",
+                            ["sample", "y", "y_hat", "(y_hat - y)^2", "-[y log y_hat + (1-y) log(1-y_hat)]"], rows,
+                            decimals=4, rules_after=[problem.n - 1], label=f"tab:losses-{s1}-{s2}",
+                            caption=f"Per-sample MSE and BCE terms and their means, "
+                                    f"$(\\sigma_{{{SYMBOLS[s1]}}}, \\sigma_{{{SYMBOLS[s2]}}})$"))
+    rows = []
+    for y in (1.0, 0.0):
+        for p in (0.49, 0.51):
+            s = loss_sensitivity(p, y)
+            rows.append([s["y"], s["y_hat"], s["z2"], s["mse"], s["mse_dy_hat"], s["mse_dz2"], s["bce"],
+                         s["bce_dy_hat"], s["bce_dz2"]])
+    tables.append(Table("Sensitivity near the decision boundary (one sample, sigmoid output, z2 = logit(y_hat))",
+                        ["y", "y_hat", "z2", "MSE", "dMSE/dy_hat", "dMSE/dz2", "BCE", "dBCE/dy_hat", "dBCE/dz2"],
+                        rows, decimals=4, label="tab:sensitivity"))
+    return tables
+
+
+def b2_table(problem: Problem) -> Table:
+    """dL_MSE/db2 for every sigma_1 with sigma_2 = identity and sigmoid (seed tasks 8-10): formula and numbers."""
+    t = problem.tensors()
+    rows = []
+    for s2 in ("identity", "sigmoid"):
+        for s1 in ("identity", "relu", "sigmoid"):
+            exact = b2_gradient_exact(problem, s1, s2)
+            chain = backward(t["X"], s1, t["W1"], t["b1"], s2, t["W2"], t["b2"], t["y"], "mse").b2.item()
+            exact_text = str(exact) if isinstance(exact, Fraction) else f"{float(exact):.12g}"
+            rows.append([s1, s2, B2_FORMULA[s2], exact_text, chain])
+    return Table("dL_MSE/db2: closed form, exact value and chain-rule value",
+                 ["sigma1", "sigma2", "closed form", "exact", "chain rule"], rows, decimals=10,
+                 label="tab:b2", rules_after=[2])
+
+
+def gradients_tables(problem: Problem, detail_pairs: list[tuple[str, str]], losses: list[str],
+                     h: float = FD_STEP) -> list[Table]:
+    t = problem.tensors()
+    checks = check_all(t, activation_pairs(), losses, h)
+    detail = [c for c in checks if (c.sigma1, c.sigma2) in detail_pairs]
+    return [b2_table(problem), summary_table(checks), *(gradient_table(c) for c in detail)]
+
+
+def errata_tables(problem: Problem, train_epochs: int = 1000) -> list[Table]:
+    t = problem.tensors()
+    tables = [errata_table(numeric_errata(t))]
+    if train_epochs > 0:
+        r = double_sigmoid_training(t, train_epochs)
+        tables.append(Table(f"Training (ReLU, sigmoid) for {train_epochs} epochs, step 0.01: the seed's loss vs BCE",
+                            ["trained with", "loss it reports", "true BCE after training"],
+                            [["seed's binary_cross_entropy (double sigmoid)", r["seed_loss_final_reported"],
+                              r["seed_loss_final_bce"]],
+                             ["binary_cross_entropy (this package)", r["correct_loss_final_reported"],
+                              r["correct_loss_final_bce"]]], decimals=4, label="tab:double-sigmoid-training"))
+    tables.append(code_errata_table())
+    return tables
+
+
+# --- descent (writes files) ----------------------------------------------------------------------------
+
+def run_descent(problem: Problem, out_dir: Path | None, activations: tuple[str, str], loss: str,
+                step_sizes: list[float], epochs: int, dtype: torch.dtype) -> tuple[list[Table], list[Path]]:
+    """Run gradient descent per step size; with `out_dir`, write curves, verdicts, config and the figure."""
+    runs = descent_curves(problem.tensors(), activations, loss, step_sizes, epochs, dtype)
+    rows = [[r.step_size, len(r.losses), r.losses[0], r.losses[-1], min(r.losses), r.verdict, r.reason] for r in runs]
+    table = Table(f"Gradient descent, ({activations[0]}, {activations[1]}), loss {loss}, {epochs} epochs",
+                  ["step size", "epochs run", "first loss", "final loss", "min loss", "verdict", "reason"],
+                  rows, decimals=6, label="tab:descent")
+    paths: list[Path] = []
+    if out_dir is not None:
+        ensure_dir(out_dir)
+        config = {"problem": problem.name, "activations": list(activations), "loss": loss,
+                  "step_sizes": step_sizes, "epochs": epochs, "dtype": str(dtype).replace("torch.", ""),
+                  "verdict_rule": vars(VerdictRule())}
+        paths.append(atomic_write_json(out_dir / "descent_config.json", config))
+        paths.append(atomic_write_json(out_dir / "descent_curves.json",
+                                       {str(r.step_size): r.losses for r in runs}))
+        paths.append(atomic_write_json(out_dir / "descent_verdicts.json", [r.to_dict() for r in runs]))
+        paths += write_tables([table], out_dir, "descent")
+        import matplotlib.pyplot as plt
+
+        fig = descent_figure(runs, f"Training loss, ({activations[0]}, {activations[1]}), {loss.upper()}")
+        try:
+            paths += save_figure(fig, out_dir, "descent_loss")
+        finally:
+            plt.close(fig)
+    return [table], paths
+
+
+def write_section2(problem: Problem, out_dir: Path, epochs: int = 1000,
+                   step_sizes: tuple[float, ...] = DEFAULT_STEPS) -> list[Path]:
+    """Write every table, gradient check, descent curve and verdict of seed section 2 under `out_dir`."""
+    ensure_dir(out_dir)
+    paths = write_tables(classify_tables(problem), out_dir, "classify")
+    paths += write_tables(losses_tables(problem), out_dir, "losses")
+    paths += write_tables(gradients_tables(problem, [("relu", "sigmoid")], ["mse", "bce"]), out_dir, "gradients")
+    paths += write_tables(errata_tables(problem, epochs), out_dir, "errata")
+    for loss in ("bce", "mse"):
+        sub = out_dir / f"descent_{loss}"
+        paths += run_descent(problem, sub, ("relu", "sigmoid"), loss, list(step_sizes), epochs, torch.float32)[1]
+    paths.append(atomic_write_json(out_dir / "section2_config.json",
+                                   {"problem": problem.to_json(), "epochs": epochs, "step_sizes": list(step_sizes),
+                                    "fd_step": FD_STEP}))
+    return paths
+
+
+# --- argument parsing ------------------------------------------------------------------------------------
+
+def _steps(text: str) -> list[float]:
+    try:
+        steps = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise MlplabError(f"--steps must be numbers separated by commas, got {text!r}", hint="e.g. --steps 0.01,10") \
+            from exc
+    if not steps or not all(math.isfinite(s) and s > 0 for s in steps):
+        raise MlplabError(f"--steps must be positive finite numbers, got {text!r}", hint="e.g. --steps 0.01,10")
+    return steps
+
+
+def _epochs(n: int) -> int:
+    if n < 1:
+        raise MlplabError(f"--epochs must be at least 1, got {n}", hint="e.g. --epochs 1000")
+    return n
+
+
+def _losses(text: str) -> list[str]:
+    return ["mse", "bce"] if text == "both" else [loss_name(get_loss(text))]
+
+
+def _emit(tables: list[Table], fmt: str, out: Path | None, stem: str) -> int:
+    print_tables(tables, fmt)
+    if out is not None:
+        for path in write_tables(tables, out, stem):
+            say(f"wrote {path}")
+    return 0
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    return _emit(classify_tables(problem_from_args(args)), args.format, args.out, "classify")
+
+
+def _cmd_losses(args: argparse.Namespace) -> int:
+    pairs = [parse_pair(p) for p in args.activations] if args.activations else None
+    return _emit(losses_tables(problem_from_args(args), pairs), args.format, args.out, "losses")
+
+
+def _cmd_gradients(args: argparse.Namespace) -> int:
+    detail = activation_pairs() if args.all else [parse_pair(args.activations)]
+    if not (args.fd_step > 0 and math.isfinite(args.fd_step)):
+        raise MlplabError(f"--fd-step must be a small positive number, got {args.fd_step}", hint="e.g. 1e-5")
+    tables = gradients_tables(problem_from_args(args), detail, _losses(args.loss), args.fd_step)
+    return _emit(tables, args.format, args.out, "gradients")
+
+
+def _cmd_descent(args: argparse.Namespace) -> int:
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    loss = loss_name(get_loss(args.loss))
+    tables, paths = run_descent(problem_from_args(args), args.out, parse_pair(args.activations), loss,
+                                _steps(args.steps), _epochs(args.epochs), dtype)
+    print_tables(tables, args.format)
+    for path in paths:
+        say(f"wrote {path}")
+    return 0
+
+
+def _cmd_errata(args: argparse.Namespace) -> int:
+    if args.train_epochs < 0:
+        raise MlplabError(f"--train-epochs must be >= 0, got {args.train_epochs}", hint="0 skips the training run")
+    return _emit(errata_tables(problem_from_args(args), args.train_epochs), args.format, args.out, "errata")
+
+
+def _cmd_section2(args: argparse.Namespace) -> int:
+    paths = write_section2(problem_from_args(args), args.out, _epochs(args.epochs), tuple(_steps(args.steps)))
+    say(f"wrote {len(paths)} files under {args.out}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, out_help: str = "folder to write the tables into") -> None:
+    add_problem(p)
+    add_format(p)
+    add_out(p, out_help)
 
 
 def register(sub: Any) -> None:
-    """Add this module's subcommands to the `mlplab` parser."""
-    del sub
+    """Add the section-2 subcommands to the `mlplab` parser."""
+    p = sub.add_parser("classify", help="predicted labels (threshold 0.5 / t = 0) for all nine pairs vs y")
+    _common(p)
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("losses", help="per-sample MSE and BCE terms and means; sensitivity near y_hat = 0.5")
+    _common(p)
+    p.add_argument("--activations", action="append", metavar="S1,S2",
+                   help="pair to tabulate (repeatable; default relu,sigmoid and sigmoid,sigmoid)")
+    p.set_defaults(func=_cmd_losses)
+
+    p = sub.add_parser("gradients", help="chain rule vs autograd vs finite differences; dL_MSE/db2 closed form")
+    _common(p)
+    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="pair shown entry by entry")
+    p.add_argument("--all", action="store_true", help="show every entry for all nine pairs")
+    p.add_argument("--loss", default="both", help="mse, bce or both (default both)")
+    p.add_argument("--fd-step", type=float, default=FD_STEP, help=f"finite-difference step (default {FD_STEP:g})")
+    p.set_defaults(func=_cmd_gradients)
+
+    p = sub.add_parser("descent", help="full-batch gradient descent per step size, loss curves and verdicts")
+    _common(p, "folder for curves, verdicts, config and the figure")
+    p.add_argument("--steps", default="0.01,10", help="step sizes, comma separated (default 0.01,10)")
+    p.add_argument("--epochs", type=int, default=1000, help="epochs per step size (default 1000)")
+    p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the seed's main())")
+    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="(sigma1, sigma2)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="float32 as the seed (default) or float64")
+    p.set_defaults(func=_cmd_descent)
+
+    p = sub.add_parser("errata", help="the seed's mistakes, each with the numbers that show it")
+    _common(p)
+    p.add_argument("--train-epochs", type=int, default=1000,
+                   help="epochs of the double-sigmoid training comparison (0 skips it)")
+    p.set_defaults(func=_cmd_errata)
+
+    p = sub.add_parser("section2", help="write every table, gradient check, curve and verdict of section 2")
+    add_problem(p)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--epochs", type=int, default=1000, help="gradient-descent epochs (default 1000)")
+    p.add_argument("--steps", default="0.01,10", help="step sizes (default 0.01,10)")
+    p.set_defaults(func=_cmd_section2)
