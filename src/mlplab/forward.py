@@ -30,6 +30,14 @@ def as_layer_params(X: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor | float,
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check shapes and bring parameters to canonical form: W1 (d,h), b1 (h,), W2 (h,1), b2 (1,)."""
     X, W1, b1, W2, b2 = (torch.as_tensor(t) for t in (X, W1, b1, W2, b2))
+    # Integer inputs (e.g. X = torch.tensor([[1, 0, 0]])) would make `X @ W1` fail on mixed dtypes:
+    # promote every tensor to one common floating dtype; `.to` keeps autograd intact.
+    dtype = X.dtype
+    for t in (W1, b1, W2, b2):
+        dtype = torch.promote_types(dtype, t.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    X, W1, b1, W2, b2 = (t.to(dtype) for t in (X, W1, b1, W2, b2))
     if X.dim() != 2:
         raise MlplabError(f"X must be a matrix of shape (N, d), got shape {tuple(X.shape)}",
                           hint="stack the input vectors as rows")
