@@ -1,0 +1,76 @@
+"""Gradient descent (seed section 2.4) and the verdict rule on constructed and real curves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mlplab.descent import VerdictRule, descent_curves, descent_figure, gradient_descent_run, verdict
+from mlplab.fsio import save_figure
+from mlplab.gradients import backward
+from mlplab.problem import load_problem
+
+
+def test_small_step_reduces_the_loss_every_epoch():
+    t = load_problem().tensors()
+    run = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 60, dtype=torch.float64)
+    assert len(run.losses) == 60
+    assert all(b < a for a, b in zip(run.losses, run.losses[1:]))
+    assert run.verdict == "converging"
+
+
+def test_first_step_is_the_chain_rule_step():
+    """After one epoch the recorded loss is the loss at theta - eta * grad (grad from gradients.py)."""
+    t = load_problem().tensors()
+    eta = 0.01
+    run = gradient_descent_run(t, ("sigmoid", "sigmoid"), "mse", eta, 2, dtype=torch.float64)
+    g = backward(t["X"], "sigmoid", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"], t["y"], "mse")
+    from mlplab import forward, mse
+
+    y_hat = forward(t["X"], "sigmoid", t["W1"] - eta * g.W1, t["b1"] - eta * g.b1, "sigmoid",
+                    t["W2"] - eta * g.W2, t["b2"] - eta * g.b2).y_hat
+    torch.testing.assert_close(run.losses[1], mse(y_hat, t["y"]).item(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("curve,expected", [
+    ([1.0 / (1 + 0.1 * k) for k in range(100)], "converging"),
+    ([0.7] * 100, "flat"),
+    ([0.7 + 1e-6 * (k % 2) for k in range(100)], "flat"),
+    ([1.0 - 0.004 * k + 0.05 * (k % 2) for k in range(100)], "oscillating"),
+    ([1.0, 2.0, float("nan")], "diverging"),
+    ([1.0, 3.0, 9.0, 27.0], "diverging"),
+    ([1.0, float("inf")], "diverging"),
+    # drop, then float32 rounding jitter on a plateau: still converging, not oscillating
+    ([1.0, 0.5, *[0.4 + 1.2e-7 * (k % 2) for k in range(200)]], "converging"),
+])
+def test_verdicts_on_constructed_curves(curve, expected):
+    assert verdict(curve)[0] == expected
+
+
+def test_verdict_thresholds_are_used():
+    curve = [1.0, 0.9995]
+    assert verdict(curve)[0] == "flat"
+    assert verdict(curve, VerdictRule(flat_tol=1e-4))[0] == "converging"
+
+
+def test_large_step_diverges_and_stops_on_nan():
+    t = load_problem().tensors()
+    run = gradient_descent_run(t, ("identity", "identity"), "mse", 10.0, 50)
+    assert run.verdict == "diverging"
+    assert run.stopped_at is not None and len(run.losses) == run.stopped_at + 1 < 50
+    assert math.isnan(run.losses[-1]) or math.isinf(run.losses[-1])
+
+
+def test_curves_and_figure(tmp_path):
+    t = load_problem().tensors()
+    runs = descent_curves(t, ("identity", "identity"), "mse", [0.01, 10.0], 20)
+    assert [r.step_size for r in runs] == [0.01, 10.0]
+    assert runs[0].verdict == "converging" and runs[1].verdict == "diverging"
+    fig = descent_figure(runs, "test")
+    assert fig.axes[0].get_yscale() == "log"  # the losses span far more than a factor 10
+    paths = save_figure(fig, tmp_path, "curves")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    d = runs[1].to_dict()
+    assert d["verdict"] == "diverging" and d["stopped_at"] is not None
