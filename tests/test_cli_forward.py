@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlplab.cli import main
 from mlplab.cli.forward import write_section1
-from mlplab.problem import load_problem
+from mlplab.problem import load_problem, problem_from_dict
 
 CUSTOM = {"name": "wide", "X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],
           "W1": [[1, -1, 0.25], [0.5, 2, -3], [1, 1, 1], [-0.75, 0, 2]],
@@ -27,6 +30,31 @@ def test_problem_prints_a_template_that_loads_back(tmp_path, capsys):
     assert load_problem(path) == load_problem()
     assert main(["problem", "--show", "--problem", str(path)]) == 0
     assert json.loads(capsys.readouterr().out)["W1"][1] == [-1.5, -1.0]
+
+
+_frac = st.fractions(min_value=-50, max_value=50, max_denominator=64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(W1=st.lists(st.lists(_frac, min_size=2, max_size=2), min_size=1, max_size=3), b2=_frac)
+def test_problem_text_round_trips_exactly(tmp_path_factory, W1, b2):
+    d = len(W1)
+    original = problem_from_dict({"X": [[Fraction(k + 1, 3) for k in range(d)]], "y": [1], "W1": W1,
+                                  "b1": [Fraction(1, 7), 0], "w2": [1, Fraction(-1, 1024)], "b2": b2})
+    path = tmp_path_factory.mktemp("rt") / "p.json"
+    path.write_text(original.to_text())
+    assert load_problem(path) == original
+
+
+def test_fraction_strings_in_a_problem_file_stay_exact(tmp_path, capsys):
+    path = tmp_path / "thirds.json"
+    path.write_text(json.dumps({**CUSTOM, "b1": ["1/3", -1, 0.125]}))
+    assert main(["byhand", "--problem", str(path)]) == 0
+    assert "z1[2,1] = x2·W1[:,1] + b1[1] = (1/2)(1) + (0)(1/2) + (1)(1) + (1)(-3/4) + 1/3 = 13/12 ≈ 1.08" in \
+        capsys.readouterr().out
+    path.write_text(json.dumps({**CUSTOM, "b2": "1/0"}))
+    assert main(["byhand", "--problem", str(path)]) == 2
+    assert "fraction string" in capsys.readouterr().err
 
 
 def test_byhand_prints_the_inner_products(capsys):
@@ -67,7 +95,7 @@ def test_custom_problem_regenerates_tables_derivation_and_figure(tmp_path):
     assert "so Z1 is 2×3" in (out / "byhand.txt").read_text()
     assert "x2 PyTorch" in (out / "table1.md").read_text() and "x3" not in (out / "table1.md").read_text()
     assert (out / "network.png").read_bytes()[:4] == b"\x89PNG" and (out / "network.pdf").read_bytes()[:5] == b"%PDF-"
-    assert json.loads((out / "problem.json").read_text())["b1"] == [0.0, -1.0, 0.125]
+    assert load_problem(out / "problem.json") == load_problem(problem_file)
 
 
 def test_draw_and_outputs_of_byhand_and_tables(tmp_path, capsys):

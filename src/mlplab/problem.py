@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal, localcontext
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -57,6 +58,25 @@ class Problem:
 
         return {"X": t(self.X), "y": t(self.y).reshape(-1, 1), "W1": t(self.W1),
                 "b1": t(self.b1).reshape(1, -1), "W2": t(self.w2).reshape(-1, 1), "b2": t([self.b2])}
+
+    def to_text(self) -> str:
+        """The problem as an exact JSON file, one matrix row per line: integers and terminating decimals as
+        numbers, other rationals as strings "p/q", so `load_problem` reads back exactly this problem.
+
+        >>> print(load_problem().to_text().splitlines()[8])
+          "W1": [[1, -2.5],
+        """
+        def row(v: list[Fraction]) -> str:
+            return "[" + ", ".join(_exact_text(x) for x in v) + "]"
+
+        def matrix(name: str, m: Matrix) -> str:
+            pad = " " * (len(name) + 7)
+            return f'  "{name}": [' + (",\n" + pad).join(row(r) for r in m) + "]"
+
+        lines = [f'  "name": {json.dumps(self.name)}', f'  "description": {json.dumps(self.description)}',
+                 matrix("X", self.X), f'  "y": {row(self.y)}', matrix("W1", self.W1), f'  "b1": {row(self.b1)}',
+                 f'  "w2": {row(self.w2)}', f'  "b2": {_exact_text(self.b2)}']
+        return "{\n" + ",\n".join(lines) + "\n}\n"
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "X": _to_float(self.X),
@@ -133,6 +153,12 @@ def _reject_constant(name: str, source: str) -> Any:
 
 
 def _number(v: Any, what: str, source: str) -> Fraction:
+    if isinstance(v, str):  # an exact rational such as "1/3" (JSON has no exact thirds)
+        try:
+            return Fraction(v.strip())
+        except (ValueError, ZeroDivisionError) as exc:
+            raise MlplabError(f"{source}: {what} must be a number or a fraction string like \"1/3\", got {v!r}",
+                              hint="write plain numbers, or p/q in quotes") from exc
     if isinstance(v, bool) or not isinstance(v, (int, float, Fraction)):
         raise MlplabError(f"{source}: {what} must be a number, got {v!r}", hint="write plain numbers")
     if isinstance(v, float) and not math.isfinite(v):
@@ -160,6 +186,25 @@ def _to_float(v: Any) -> Any:
     if isinstance(v, list):
         return [_to_float(x) for x in v]
     return float(v)
+
+
+def _exact_text(q: Fraction) -> str:
+    """q as JSON that parses back to exactly q: 2, -2.5, 0.125 or "1/3".
+
+    >>> _exact_text(Fraction(-5, 2)), _exact_text(Fraction(4)), _exact_text(Fraction(1, 3))
+    ('-2.5', '4', '"1/3"')
+    """
+    if q.denominator == 1:
+        return str(q.numerator)
+    rest = q.denominator
+    for prime in (2, 5):
+        while rest % prime == 0:
+            rest //= prime
+    if rest != 1:  # not a terminating decimal
+        return f'"{q.numerator}/{q.denominator}"'
+    with localcontext() as ctx:
+        ctx.prec = 4 * len(str(q.denominator)) + len(str(q.numerator)) + 10  # enough for an exact quotient
+        return format(Decimal(q.numerator) / Decimal(q.denominator), "f")
 
 
 def _fmt(v: Fraction) -> str:

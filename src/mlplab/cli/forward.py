@@ -7,7 +7,6 @@ and only then prints or writes, so a bad input never leaves a half-finished outp
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +70,10 @@ def _add_dtype(p: argparse.ArgumentParser) -> None:
 
 def _cmd_problem(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    text = json.dumps(problem.to_json(), indent=2)
+    text = problem.to_text()
     if args.out is not None:
-        say(f"wrote {atomic_write_json(ensure_dir(args.out) / 'problem.json', problem.to_json())}")
-    print(text)
+        say(f"wrote {atomic_write_text(ensure_dir(args.out) / 'problem.json', text)}")
+    print(text, end="")
     return 0
 
 
@@ -141,5 +140,5 @@ def write_section1(problem: Problem, out_dir: Path, dtype: torch.dtype = torch.f
     paths += [atomic_write_text(out / name, text + "\n") for name, text in texts.items()]
     paths += save_figure(fig, out, "network")
     paths.append(atomic_write_json(out / "section1_values.json", values))
-    paths.append(atomic_write_json(out / "problem.json", problem.to_json()))
+    paths.append(atomic_write_text(out / "problem.json", problem.to_text()))
     return paths
