@@ -1,10 +1,67 @@
-"""Subcommands for this part of mlplab (being built)."""
+"""`mlplab reproduce`: every section of the assignment and the LaTeX report, from one command."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+from mlplab.cli.common import say
+from mlplab.errors import MlplabError
 
 
 def register(sub: Any) -> None:
-    """Add this module's subcommands to the `mlplab` parser."""
-    del sub
+    """Add `mlplab reproduce` to the `mlplab` parser."""
+    p = sub.add_parser(
+        "reproduce", help="run sections 1-3 and write results/ and the LaTeX report (resumable)",
+        description="Run sections 1, 2 and 3 of the assignment (tables, derivations, figures, gradients, the "
+                    "streaming demo, every MNIST experiment), write results/ and report/ (a LaTeX project, and "
+                    "report.pdf when latexmk or pdflatex is installed). Shows the plan and an estimated time "
+                    "first; run it again to resume where it stopped.")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--quick", action="store_true",
+                       help="few MNIST epochs and a small stream: the whole picture in minutes")
+    speed.add_argument("--tiny", action="store_true",
+                       help="the smallest run (1 epoch of two MNIST experiments, 1e5 stream rows), for tests and CI")
+    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                   help="where results go (default: results/)")
+    p.add_argument("--report", type=Path, default=Path("report"), metavar="DIR",
+                   help="where the LaTeX report goes (default: report/)")
+    p.add_argument("--only", nargs="+", default=(), metavar="STEP",
+                   help="run only these steps (names as in the plan; 'mnist' for all MNIST steps)")
+    p.add_argument("--no-pdf", action="store_true", help="write the LaTeX project but do not build report.pdf")
+    p.add_argument("--no-fetch", action="store_true", help="never download MNIST; skip MNIST when not cached")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="MNIST cache folder (default: $MLPLAB_DATA or the user cache)")
+    p.add_argument("--problem", type=Path, default=None, metavar="FILE",
+                   help="problem file for sections 1-2 (default: the seed's problem)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="MNIST runs at once (default: automatic)")
+    p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mlplab.report.reproduce import reproduce
+    from mlplab.report.steps import Settings
+
+    if args.jobs is not None and args.jobs < 1:
+        raise MlplabError(f"--jobs must be at least 1, got {args.jobs}", hint="pass --jobs 1 or more")
+    profile = "quick" if args.quick else "tiny" if args.tiny else "full"
+    settings = Settings(profile=profile, results_dir=args.results, report_dir=args.report, data_dir=args.data_dir,
+                        problem_path=args.problem, jobs=args.jobs, fetch=not args.no_fetch, pdf=not args.no_pdf,
+                        only=tuple(args.only))
+    result = reproduce(settings, progress=not args.no_progress and sys.stderr.isatty(), log=say,
+                       dry_run=args.plan)
+    if args.plan:
+        return 0
+    bad = [o for o in result.outcomes if o.status not in ("done", "skipped")]
+    for note in result.notes:
+        say(f"note: {note}")
+    pdf = settings.report_dir / "report.pdf"
+    say(f"report: {settings.report_dir / 'report.tex'}" + (f" and {pdf}" if result.pdf_built else ""))
+    if bad:
+        say(f"{len(bad)} step(s) did not finish: " + "; ".join(f"{o.name} ({o.status}: {o.message})" for o in bad))
+        return 1
+    return 0
