@@ -91,7 +91,7 @@ def load_mnist(data_dir: Path | None = None, *, normalize: bool = True,
     if absent:
         raise MlplabError(
             f"MNIST is not in {folder} (missing {', '.join(absent)})",
-            hint=f"run `mlplab data fetch`{'' if data_dir is None else f' --data-dir {folder}'}, or put the four "
+            hint=f"run `mlplab data fetch{'' if data_dir is None else f' --data-dir {folder}'}`, or put the four "
                  f"IDX files (uncompressed or .gz) into {folder} by hand; see docs/mnist-data.md")
     arrays = {spec.name: _read_checked(folder, spec, verify) for spec in specs}
     train = _split(arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"], "train", normalize)
@@ -112,11 +112,11 @@ def _read_checked(folder: Path, spec: MnistFile, verify: bool) -> np.ndarray:
     path = cached_path(folder, spec.name)
     assert path is not None  # checked by the caller
     data = read_idx_bytes(path)
+    array = parse_idx(data, str(path))  # first, since "truncated" says more than a checksum mismatch
     if verify and (digest := md5_hex(data)) != spec.md5:
         raise MlplabError(f"{path} has the wrong checksum (MD5 {digest}, expected {spec.md5}): it is corrupt "
                           "or not the original MNIST file",
-                          hint="delete it and run `mlplab data fetch`, or check it with `mlplab data verify`")
-    array = parse_idx(data, str(path))
+                          hint="run `mlplab data fetch`, which replaces it, or check it with `mlplab data verify`")
     expected_ndim = len(spec.shape)
     if array.dtype != np.uint8 or array.ndim != expected_ndim or array.shape[1:] != spec.shape[1:]:
         raise MlplabError(f"{path} holds a {array.dtype} array of shape {array.shape}, expected uint8 of shape "

@@ -37,7 +37,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
-_FIX = "delete it and run `mlplab data fetch` again (or replace it by hand, see docs/mnist-data.md)"
+_FIX = "for MNIST, run `mlplab data fetch`, which replaces it (or replace it by hand, see docs/mnist-data.md)"
 
 
 def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
