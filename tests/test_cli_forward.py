@@ -141,3 +141,20 @@ def test_bad_input_is_one_line_exit_2_and_no_files(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("mlplab: error: ") and message in err[0]
     assert "Traceback" not in captured.err and captured.out == ""
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.latex
+def test_section1_latex_compiles(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed")
+    write_section1(load_problem(), tmp_path)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\\usepackage{amsmath,amssymb,booktabs}\\usepackage[margin=1cm,landscape]{geometry}\n"
+        "\\begin{document}\n\\input{table1}\n\\input{table2}\n\\input{byhand_all_pairs}\n\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").read_bytes().startswith(b"%PDF-")

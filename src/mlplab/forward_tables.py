@@ -80,7 +80,7 @@ def table1(problem: Problem, dtype: torch.dtype = torch.float32) -> Table:
         rows.append(row)
     columns = ["Var.", *(f"x{i + 1} {src}" for i in range(problem.n) for src in ("Hand", "PyTorch"))]
     latex = ["Var.", *(f"$\\mathbf{{x}}_{{{i + 1}}}$ {src}" for i in range(problem.n) for src in ("Hand", "PyTorch"))]
-    caption = (f"Table 1: intermediate values for the {problem.n} inputs with the identity activation in both "
+    caption = (f"Intermediate values for the {problem.n} inputs with the identity activation in both "
                f"layers. Hand: exact rational arithmetic; PyTorch: mlplab.forward in {_dtype_name(dtype)}. "
                "Rounded to two decimals.")
     return Table("Table 1: identity activation, Hand vs PyTorch", columns, rows, caption=caption,
@@ -109,7 +109,7 @@ def table2(problem: Problem, dtype: torch.dtype = torch.float32) -> Table:
     columns = ["(σ1, σ2)", "Var.", *(f"x{i + 1}" for i in range(problem.n)), "max |Hand − PyTorch|"]
     latex = ["$(\\sigma_1, \\sigma_2)$", "Var.", *(f"$\\mathbf{{x}}_{{{i + 1}}}$" for i in range(problem.n)),
              "$\\max|\\mathrm{Hand} - \\mathrm{PyTorch}|$"]
-    caption = (f"Table 2: intermediate values for the {problem.n} inputs and the nine combinations of activation "
+    caption = (f"Intermediate values for the {problem.n} inputs and the nine combinations of activation "
                f"functions, from mlplab.forward in {_dtype_name(dtype)}, rounded to two decimals; the last column "
                "is the largest difference to the exact by-hand values over Z1, A1, z2 and y_hat.")
     return Table("Table 2: all nine activation pairs", columns, rows, caption=caption, label="tab:table2",

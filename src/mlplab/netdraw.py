@@ -10,18 +10,18 @@ and for other small networks. Returns a matplotlib `Figure` (no pyplot state); s
 from __future__ import annotations
 
 from fractions import Fraction
-
-from matplotlib.axes import Axes
-from matplotlib.backend_bases import RendererBase
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Circle
-from matplotlib.path import Path
-from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+from typing import TYPE_CHECKING
 
 from mlplab.errors import MlplabError
 from mlplab.problem import Problem
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with `import mlplab` (about 1 s)
+    from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.figure import Figure
+    from matplotlib.path import Path
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
 MAX_UNITS = 12  # per layer; beyond this the edge labels cannot be read in a printable figure
 _RADIUS = 0.3
@@ -49,6 +49,8 @@ def _column(count: int) -> list[float]:
 
 
 def _padded(box: Bbox, pad: float) -> Bbox:
+    from matplotlib.transforms import Bbox
+
     return Bbox.from_extents(box.x0 - pad, box.y0 - pad, box.x1 + pad, box.y1 + pad)
 
 
@@ -61,6 +63,12 @@ def draw_network(problem: Problem, activation1: str = "σ1", activation2: str = 
     >>> sum(1 for t in fig.axes[0].texts if (t.get_gid() or "").startswith("weight"))
     8
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+    from matplotlib.path import Path
+    from matplotlib.transforms import Bbox
+
     d, h = problem.d, problem.h
     if d > MAX_UNITS or h > MAX_UNITS:
         raise MlplabError(f"the network has {d} inputs and {h} hidden units; drawing is limited to {MAX_UNITS} each",
