@@ -1,10 +1,99 @@
-"""Subcommands for this part of mlplab (being built)."""
+"""`mlplab mnist train`: the seed's MNIST baseline (or any overridden config) into a run folder.
+
+F's experiment subcommands (`experiment`, `sweep`, `params`, ...) hang off the same `mnist` sub-parser through
+`mlplab.cli.experiments.register`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
+
+from mlplab.cli.common import say
+
+DEFAULT_OUT = Path("results") / "mnist" / "train"
+JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
+               "test_accuracy_at_best_epoch", "onset_epoch", "selection", "epochs_run", "divergent", "divergence",
+               "stopped_early", "parameters", "device", "engine", "wall_time_s", "run_dir")
 
 
 def register(sub: Any) -> None:
-    """Add this module's subcommands to the `mlplab` parser."""
-    del sub
+    """Add `mlplab mnist ...` to the `mlplab` parser."""
+    from mlplab.cli import experiments
+    from mlplab.cli.data import add_data_dir
+
+    mnist = sub.add_parser("mnist", help="train the seed's MLP on MNIST; experiments and sweeps",
+                           description="MNIST with an MLP (seed section 3).")
+    mnist_sub = mnist.add_subparsers(dest="mnist_command", metavar="ACTION")
+    mnist.set_defaults(func=lambda _args: _help(mnist))
+
+    train = mnist_sub.add_parser(
+        "train", help="train one run (default: the seed's baseline) into a run folder",
+        description="Train the MLP; writes config.json, metrics.csv, summary.json, checkpoint.pt, loss.png/.pdf "
+                    "into --out. Ctrl-C keeps every finished epoch: rerun with --resume.")
+    train.add_argument("--epochs", type=int, default=None, metavar="N",
+                       help="shorthand for --set training.num_epochs=N")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. training.batch_size=6 or model.hidden_sizes=[16] "
+                            "(repeatable)")
+    train.add_argument("--config", type=Path, default=None, metavar="FILE", help="JSON file of config overrides")
+    train.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                       help=f"run folder (default: {DEFAULT_OUT})")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda, cuda:N or mps "
+                                                                     "(default: training.device)")
+    train.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
+    add_data_dir(train)
+    train.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=lambda a: run_train(
+        epochs=a.epochs, overrides=a.overrides, config_file=a.config, out=a.out, resume=a.resume, device=a.device,
+        threads=a.threads, data_dir=a.data_dir, as_json=a.json, progress=not a.no_progress))
+    experiments.register(mnist_sub)
+
+
+def run_train(*, epochs: int | None, overrides: list[str], config_file: Path | None, out: Path, resume: bool,
+              device: str | None, threads: int | None, data_dir: Path | None, as_json: bool, progress: bool) -> int:
+    """Resolve the config, load MNIST from the cache, train, print a short report (or the JSON summary)."""
+    from mlplab.errors import MlplabError
+    from mlplab.mnist.config import resolve_config
+    from mlplab.mnist.data import load_mnist
+    from mlplab.mnist.runstore import RunStore
+    from mlplab.mnist.train import train_run
+
+    if epochs is not None:
+        overrides = [*overrides, f"training.num_epochs={epochs}"]
+    if threads is not None and threads < 1:
+        raise MlplabError(f"--threads must be positive, got {threads}")
+    config = resolve_config(config_file, overrides)
+    train, test = load_mnist(data_dir)
+    summary = train_run(config, train, test, RunStore(out), resume=resume, progress=progress, device=device,
+                        threads=threads, run_name=out.name)
+    summary["run_dir"] = str(out)
+    if as_json:
+        print(json.dumps({k: summary.get(k) for k in JSON_FIELDS}))
+        return 0
+    say(f"wrote {out}/ (config.json, metrics.csv, summary.json, checkpoint.pt, loss.png, loss.pdf)")
+    div = summary["divergence"]
+    lines = [f"epochs run        {summary['epochs_run']}" + (" (stopped early)" if summary["stopped_early"] else ""),
+             f"final test acc    {_num(summary['test_accuracy'])}   test loss {_num(summary['test_loss'])}",
+             f"best epoch        {summary['best_epoch']} (lowest {summary['selection']} loss)",
+             f"best test loss    {_num(summary['best_test_loss'])}   best test acc "
+             f"{_num(summary['best_test_accuracy'])}",
+             f"overfitting onset {summary['onset_epoch'] or 'not detected'}",
+             "divergent         " + (f"yes, epoch {div['epoch']} batch {div['batch']}" if div else "no"),
+             f"parameters        {summary['parameters']:,}",
+             f"wall time         {summary['wall_time_s']:.1f} s on {summary['device']}"]
+    print("\n".join(lines))
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

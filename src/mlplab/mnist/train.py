@@ -1,0 +1,312 @@
+"""The MNIST trainer: whole dataset resident as tensors, batches sliced from a seeded permutation.
+
+`train_run` is a library function: plain arguments in, a summary dict out; files are written only through the
+`RunStore` passed in (none: nothing is written). Per epoch it records the mean training loss (with dropout on,
+weighted by batch size), the validation and test loss and accuracy, and the time; it checkpoints the model,
+the optimizer, the random-generator states, the metrics and the early-stopping state, so `resume=True`
+continues an interrupted run and ends with exactly the metrics of an uninterrupted one.
+
+Speed (measured in benchmarks/bench_mnist_train.py): no per-sample Dataset or DataLoader, the data is
+normalized once and moved to the device once, the hand-written backward of `mlplab.mnist.backprop` writes into
+preallocated buffers, Adam is the fused kernel, the batch losses stay on the device and are read back only
+every `_CHECK_EVERY` batches (the divergence check still names the exact batch), and evaluation runs under
+`torch.inference_mode` in chunks of `test_batch_size`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mlplab.device import get_device
+from mlplab.errors import MlplabError
+from mlplab.mnist.backprop import ManualBackprop
+from mlplab.mnist.best_epoch import analyse_curve, stop_epoch
+from mlplab.mnist.config import Config, config_to_dict
+from mlplab.mnist.data import MnistSplit
+from mlplab.mnist.model import MLP, count_parameters
+from mlplab.mnist.runstore import RunStore, json_safe
+from mlplab.mnist.tracking import Tracker
+from mlplab.seeding import seed_everything
+
+DIVERGENCE_THRESHOLD = 1e3  # the seed's "loss becomes NaN or exceeds a large threshold such as 10^3"
+_CHECK_EVERY = 32  # batches between reading losses back from the device (divergence check, progress bar)
+_FORMAT = "mlplab-mnist-checkpoint-1"
+_RESUMABLE_CHANGES = {("training", "num_epochs"), ("training", "device")}
+
+
+def build_model(config: Config) -> MLP:
+    """The MLP described by `config.model` (initialised from the global torch RNG)."""
+    m = config.model
+    return MLP(m.input_size, m.hidden_sizes, m.num_classes, m.dropout_rate, m.softmax_output)
+
+
+def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    """Adam or plain SGD, as the fused kernel where this torch and device support it."""
+    cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    try:
+        return cls(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device: one kernel per op
+        return cls(params, lr=lr, foreach=True)
+
+
+@torch.inference_mode()
+def evaluate(model: MLP, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy of the model's outputs and accuracy, dropout off, in chunks of `batch_size`.
+
+    >>> torch.manual_seed(0); loss, acc = evaluate(MLP(4, [3], 2, 0.5), torch.randn(10, 4), torch.zeros(10).long(), 4)
+    >>> 0 <= acc <= 1 and loss > 0
+    True
+    """
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
+    correct = torch.zeros((), dtype=torch.int64, device=X.device)
+    for start in range(0, len(y), batch_size):
+        out = model(X[start:start + batch_size])
+        total += F.cross_entropy(out, y[start:start + batch_size], reduction="sum").double()
+        correct += (out.argmax(1) == y[start:start + batch_size]).sum()
+    model.train(was_training)
+    return total.item() / len(y), correct.item() / len(y)
+
+
+def split_validation(train: MnistSplit, fraction: float, seed: int) -> tuple[MnistSplit, MnistSplit | None]:
+    """Hold out round(fraction·N) training samples, chosen by a permutation seeded with `seed`."""
+    if fraction == 0:
+        return train, None
+    n_val = round(len(train) * fraction)
+    if n_val < 1 or n_val >= len(train):
+        raise MlplabError(f"training.validation_split {fraction} leaves {n_val} of {len(train)} samples for "
+                          "validation", hint="choose a fraction that keeps both parts non-empty")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    val, rest = perm[:n_val].to(train.labels.device), perm[n_val:].to(train.labels.device)
+    return (MnistSplit(train.images[rest], train.labels[rest]), MnistSplit(train.images[val], train.labels[val]))
+
+
+def _check_data(config: Config, *splits: MnistSplit) -> None:
+    for split in splits:
+        if split.images.shape[1] != config.model.input_size:
+            raise MlplabError(f"images have {split.images.shape[1]} features but model.input_size is "
+                              f"{config.model.input_size}", hint="MNIST images flatten to 28·28 = 784")
+        if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= config.model.num_classes):
+            raise MlplabError(f"labels must lie in 0..{config.model.num_classes - 1}",
+                              hint="check model.num_classes")
+
+
+def _config_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    return [f"{section}.{key}: {saved.get(section, {}).get(key)!r} → {value!r}"
+            for section, values in now.items() for key, value in values.items()
+            if (section, key) not in _RESUMABLE_CHANGES and saved.get(section, {}).get(key) != value]
+
+
+class _Epoch:
+    """One pass over the training set; the losses stay on the device until a check."""
+
+    def __init__(self, config: Config, model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
+                 y: torch.Tensor, generator: torch.Generator) -> None:
+        self.model, self.optimizer, self.X, self.y, self.generator = model, optimizer, X, y, generator
+        self.B = config.training.batch_size
+        self.n = len(y)
+        self.num_batches = math.ceil(self.n / self.B)
+        self.sizes = torch.tensor([min(self.B, self.n - b * self.B) for b in range(self.num_batches)],
+                                  dtype=torch.float64)
+        self.manual = (ManualBackprop(model, min(self.B, self.n), generator)
+                       if config.training.engine == "manual" else None)
+
+    def _step(self, index: torch.Tensor) -> torch.Tensor:
+        if self.manual is not None:
+            loss = self.manual.step_indices(self.X, self.y, index)
+        else:
+            loss = F.cross_entropy(self.model(self.X[index]), self.y[index])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            loss = loss.detach()
+        self.optimizer.step()
+        return loss
+
+    def run(self, epoch: int, bar: Any) -> tuple[float, dict[str, Any] | None]:
+        """Train one epoch; return (mean training loss, divergence record or None)."""
+        self.model.train()
+        perm = torch.randperm(self.n, generator=self.generator, device=self.X.device)
+        losses: list[torch.Tensor] = []
+        checked = 0
+        for b in range(self.num_batches):
+            losses.append(self._step(perm[b * self.B:(b + 1) * self.B]))
+            if len(losses) - checked >= _CHECK_EVERY or b == self.num_batches - 1:
+                chunk = torch.stack(losses[checked:]).double().cpu()  # the one device→host read per chunk
+                bad = torch.nonzero(~(chunk <= DIVERGENCE_THRESHOLD))  # NaN fails every comparison
+                if len(bad):
+                    i = checked + int(bad[0, 0])
+                    mean = float(torch.stack(losses[: i + 1]).double().cpu() @ self.sizes[: i + 1]
+                                 / self.sizes[: i + 1].sum())
+                    return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[i - checked])}
+                if bar is not None:
+                    bar.update(len(losses) - checked)
+                    bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}",
+                                        refresh=False)
+                checked = len(losses)
+        mean = float(torch.stack(losses).double().cpu() @ self.sizes / self.n)
+        return mean, None
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state: dict[str, Any] = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(generator: torch.Generator, state: dict[str, Any]) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunStore | None = None, *,
+              resume: bool = False, progress: bool = True, trackers: Sequence[Tracker] = (),
+              device: str | torch.device | None = None, threads: int | None = None,
+              run_name: str = "mnist") -> dict[str, Any]:
+    """Train `config` on `train`, evaluate on `test` every epoch; return the run's summary (see docs).
+
+    `store` receives config.json, metrics.csv, checkpoint.pt (every epoch), summary.json and the figure.
+    `resume=True` continues from the store's checkpoint (same config, except num_epochs and device).
+    `threads` sets torch's CPU thread count for this process. Trackers get start / log_epoch / finish.
+    """
+    t = config.training
+    started = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dev = get_device(device if device is not None else t.device)
+    cfg_dict = config_to_dict(config)
+    _check_data(config, train, test)
+    fit, val = split_validation(train, t.validation_split, t.seed)
+    seed_everything(t.seed)
+    model = build_model(config).to(dev)
+    optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
+    generator = torch.Generator(device=dev)
+    generator.manual_seed(t.seed)
+    X, y = fit.images.to(dev), fit.labels.to(dev)
+    X_val, y_val = (val.images.to(dev), val.labels.to(dev)) if val is not None else (None, None)
+    X_test, y_test = test.images.to(dev), test.labels.to(dev)
+
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": None, "loss": math.inf, "model": None}
+    status: dict[str, Any] = {"divergence": None, "stopped_early": False, "elapsed_s": 0.0}
+    if store is not None and store.has_checkpoint() and not resume:
+        raise MlplabError(f"{store.run_dir} already holds a run",
+                          hint="pass --resume to continue it, or choose another --out folder")
+    if resume and store is not None and store.has_checkpoint():
+        state = store.load_checkpoint()
+        changes = _config_changes(state["config"], cfg_dict)
+        if changes:
+            raise MlplabError(f"the checkpoint in {store.run_dir} was made with another config ({'; '.join(changes)})",
+                              hint="resume with the same settings, or choose another --out folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(generator, state["rng"])
+        rows, best, status = state["metrics"], state["best"], state["status"]
+    if store is not None:
+        store.prepare()
+        store.save_config(cfg_dict)
+    for tracker in trackers:
+        tracker.start(run_name, cfg_dict, store.run_dir if store is not None else None)  # type: ignore[arg-type]
+
+    epoch_runner = _Epoch(config, model, optimizer, X, y, generator)
+    stopping = config.stopping
+    done = status["divergence"] is not None or status["stopped_early"]
+    remaining = 0 if done else max(0, t.num_epochs - len(rows))
+    bar = tqdm(total=remaining * epoch_runner.num_batches, disable=(not progress) or None, unit="batch",
+               leave=False, dynamic_ncols=True)
+    session_start = time.perf_counter()
+    try:
+        for epoch in range(len(rows) + 1, len(rows) + 1 + remaining):
+            bar.set_description(f"epoch {epoch}/{t.num_epochs}")
+            tick = time.perf_counter()
+            train_loss, divergence = epoch_runner.run(epoch, bar)
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_accuracy": None}
+            if X_val is not None and y_val is not None:
+                row["val_loss"], row["val_accuracy"] = evaluate(model, X_val, y_val, t.test_batch_size)
+            row["test_loss"], row["test_accuracy"] = evaluate(model, X_test, y_test, t.test_batch_size)
+            row["epoch_time_s"] = time.perf_counter() - tick
+            rows.append(row)
+            selection = row["val_loss"] if X_val is not None else row["test_loss"]
+            if stopping.enabled and math.isfinite(selection) and selection < best["loss"]:
+                best = {"epoch": epoch, "loss": selection,
+                        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            status["divergence"] = divergence
+            if stopping.enabled and divergence is None:
+                curve = [r["val_loss"] if X_val is not None else r["test_loss"] for r in rows]
+                status["stopped_early"] = stop_epoch(
+                    curve, [r["train_loss"] for r in rows], rule=stopping.rule, window=stopping.window,
+                    patience=stopping.patience, gl_alpha=stopping.gl_alpha, pq_alpha=stopping.pq_alpha,
+                    up_strips=stopping.up_strips, strip_length=stopping.strip_length) is not None
+            status["elapsed_s"] += time.perf_counter() - session_start
+            session_start = time.perf_counter()
+            if store is not None:
+                store.save_checkpoint({"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
+                                       "optimizer": optimizer.state_dict(), "rng": _rng_state(generator),
+                                       "metrics": rows, "best": best, "status": status})
+                store.save_metrics(rows)
+            for tracker in trackers:
+                tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch" and v is not None})
+            if divergence is not None or status["stopped_early"]:
+                break
+    finally:
+        bar.close()
+    status["elapsed_s"] += time.perf_counter() - session_start
+    restored = None
+    if status["stopped_early"] and best["model"] is not None:
+        model.load_state_dict(best["model"])
+        restored = best["epoch"]
+    summary = summarize(config, rows, status, restored, count_parameters(model), str(dev))
+    summary["wall_time_s"] = status["elapsed_s"] + (session_start - started)
+    if store is not None:
+        store.save_summary(summary)
+        store.save_figures(rows, f"{run_name}: batch {t.batch_size}, lr {t.learning_rate:g}, hidden "
+                                 f"{config.model.hidden_sizes}",
+                           {"best_epoch": summary["best_epoch"], "onset_epoch": summary["onset_epoch"],
+                            "divergent": summary["divergent"]})
+    for tracker in trackers:
+        tracker.finish(json_safe(summary))
+    return json_safe(summary)
+
+
+def summarize(config: Config, rows: Sequence[dict[str, Any]], status: dict[str, Any], restored: int | None,
+              parameters: int, device: str) -> dict[str, Any]:
+    """The run's summary from its per-epoch rows (the fields documented in docs/mnist-training.md)."""
+    has_val = bool(rows) and rows[0].get("val_loss") is not None
+    curve = [r["val_loss"] if has_val else r["test_loss"] for r in rows]
+    analysis = analyse_curve(curve, [r["train_loss"] for r in rows], config.stopping)
+    best_epoch = analysis["best_epoch"]
+    at_best = rows[best_epoch - 1] if best_epoch else {}
+    final = rows[restored - 1] if restored else (rows[-1] if rows else {})
+    test_losses = [r["test_loss"] for r in rows if math.isfinite(r["test_loss"])]
+    return {
+        "test_accuracy": final.get("test_accuracy"),
+        "test_loss": final.get("test_loss"),
+        "final_train_loss": rows[-1]["train_loss"] if rows else None,
+        "best_epoch": best_epoch,
+        "best_test_loss": min(test_losses) if test_losses else None,
+        "best_test_accuracy": max((r["test_accuracy"] for r in rows), default=None),
+        "test_loss_at_best_epoch": at_best.get("test_loss"),
+        "test_accuracy_at_best_epoch": at_best.get("test_accuracy"),
+        "selection": "validation" if has_val else "test",
+        "onset_epoch": analysis["onset_epoch"],
+        "stopping": analysis,
+        "stopped_early": status["stopped_early"],
+        "restored_epoch": restored,
+        "epochs_run": len(rows),
+        "divergent": status["divergence"] is not None,
+        "divergence": status["divergence"],
+        "parameters": parameters,
+        "device": device,
+        "engine": config.training.engine,
+        "train_time_s": sum(r["epoch_time_s"] for r in rows),
+    }
