@@ -110,3 +110,9 @@ def test_forward_promotes_integer_inputs():
     out = forward(torch.tensor([[0, -2, 1]]), "identity", torch.tensor([[1.0, -2.5], [-1.5, -1.0], [0.5, -1.5]]),
                   [0.5, 2.0], "identity", [0.1, -2.0], 0.5)
     torch.testing.assert_close(out.y_hat, torch.tensor([[-4.1]]), rtol=0, atol=1e-6)
+
+
+def test_markdown_rows_have_one_cell_per_column():
+    for t in (table1(SEED), table2(SEED)):
+        lines = [ln for ln in t.to_markdown().splitlines() if ln.startswith("|")]
+        assert {ln.count("|") for ln in lines} == {len(t.columns) + 1}

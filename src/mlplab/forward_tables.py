@@ -106,7 +106,7 @@ def table2(problem: Problem, dtype: torch.dtype = torch.float32) -> Table:
         for k, (label, vals) in enumerate(zip(_var_labels(problem.h), values)):
             rows.append([_pair_label(a, b) if k == 0 else "", label, *vals, diff if k == 0 else ""])
         rules.append(len(rows) - 1)
-    columns = ["(σ1, σ2)", "Var.", *(f"x{i + 1}" for i in range(problem.n)), "max |Hand − PyTorch|"]
+    columns = ["(σ1, σ2)", "Var.", *(f"x{i + 1}" for i in range(problem.n)), "max abs(Hand - PyTorch)"]
     latex = ["$(\\sigma_1, \\sigma_2)$", "Var.", *(f"$\\mathbf{{x}}_{{{i + 1}}}$" for i in range(problem.n)),
              "$\\max|\\mathrm{Hand} - \\mathrm{PyTorch}|$"]
     caption = (f"Intermediate values for the {problem.n} inputs and the nine combinations of activation "
