@@ -71,6 +71,8 @@ def test_double_sigmoid_training_makes_the_true_bce_worse():
     y_hat = mlplab.forward(t["X"], "relu", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"]).y_hat
     start = F.binary_cross_entropy(y_hat, t["y"]).item()  # the true BCE at the seed weights (1.679)
     assert r["correct_loss_final_bce"] < start < r["seed_loss_final_bce"]
+    # the loop exactly as the seed writes it (also never zeroing the gradients) ends even further off
+    assert r["seed_loop_final_bce"] > r["seed_loss_final_bce"]
 
 
 def test_table3_sigmoid_row(net):

@@ -6,8 +6,9 @@ record the loss, stop on NaN. Each curve is then classified from its numbers alo
 1. **diverging**  a loss is NaN or infinite, or the last loss exceeds the first by more than `rise_tol`
    (relative).
 2. **flat**       the loss changed by less than `flat_tol` (relative to the first loss) over the run.
-3. **oscillating** among the epoch-to-epoch changes larger than `noise` (relative to the loss), the
-   direction flips (down then up, or up then down) in at least `flip_frac` of consecutive pairs.
+3. **oscillating** not a steady descent: among the epoch-to-epoch changes larger than `noise` (relative
+   to the loss), at least `flip_frac` go up, or the direction flips (down then up, or up then down) in
+   at least `flip_frac` of consecutive pairs.
 4. **converging** otherwise: the loss went down, (almost) monotonically.
 
 Defaults: rise_tol = 1e-3, flat_tol = 1e-3, noise = 1e-6, flip_frac = 0.25. The noise level sits above
@@ -66,9 +67,11 @@ def verdict(losses: Sequence[float], rule: VerdictRule = VerdictRule()) -> tuple
     signs = [math.copysign(1.0, s) for s, a in zip(steps, losses) if abs(s) > rule.noise * max(abs(a), 1e-300)]
     flips = sum(1 for s, t in itertools.pairwise(signs) if s != t)
     frac = flips / max(len(signs) - 1, 1)
-    if frac >= rule.flip_frac:
-        return "oscillating", f"direction flips in {frac:.0%} of steps; loss {first:.4g} -> {last:.4g}"
     rises = sum(1 for s in signs if s > 0)
+    best = min(range(len(losses)), key=losses.__getitem__)
+    if frac >= rule.flip_frac or rises >= rule.flip_frac * max(len(signs), 1):
+        return "oscillating", (f"{rises} of {len(signs)} significant steps rose, direction flips in {frac:.0%}; "
+                               f"loss {first:.4g} -> {last:.4g}, best {losses[best]:.4g} at epoch {best}")
     settled = next((i for i in range(len(losses)) if all(abs(v - last) <= rule.noise * max(abs(last), 1e-300)
                                                          for v in losses[i:])), len(losses) - 1)
     return "converging", (f"loss {first:.4g} -> {last:.4g} ({change:+.2%}), {rises} of {len(signs)} "

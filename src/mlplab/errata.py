@@ -159,4 +159,30 @@ def double_sigmoid_training(tensors: dict[str, torch.Tensor], epochs: int = 1000
         y_hat = forward(tensors["X"], "relu", w["W1"], w["b1"], "sigmoid", w["W2"], w["b2"]).y_hat
         out[f"{key}_final_bce"] = binary_cross_entropy(y_hat, tensors["y"]).item()
         out[f"{key}_final_reported"] = run.losses[-1]
+    out.update(_seed_loop_as_written(tensors, epochs, step_size))
     return out
+
+
+def _seed_loop_as_written(tensors: dict[str, torch.Tensor], epochs: int, step_size: float) -> dict[str, float]:
+    """The seed's loop with only its crashes fixed: double-sigmoid loss and gradients never zeroed.
+
+    Each update then uses the running sum of all gradients so far (float32, as the seed).
+    """
+    from mlplab.simple_mlp import SimpleMLP
+
+    t = {k: v.to(torch.float32) for k, v in tensors.items()}
+    d, h = t["W1"].shape
+    model = SimpleMLP(d, h, 1, "relu", "sigmoid")
+    model.set_weights(t["W1"], t["b1"], t["W2"], t["b2"])
+    reported = float("nan")
+    for _ in range(epochs):
+        loss = seed_binary_cross_entropy(model(t["X"]), t["y"])
+        loss.backward()  # accumulates into .grad, as in the seed
+        reported = loss.item()
+        with torch.no_grad():
+            for param in model.parameters():
+                assert param.grad is not None
+                param -= step_size * param.grad
+    with torch.no_grad():
+        final = binary_cross_entropy(model(t["X"]).double(), tensors["y"]).item()
+    return {"seed_loop_final_reported": reported, "seed_loop_final_bce": final}
