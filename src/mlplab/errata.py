@@ -182,7 +182,7 @@ def _seed_loop_as_written(tensors: dict[str, torch.Tensor], epochs: int, step_si
         with torch.no_grad():
             for param in model.parameters():
                 assert param.grad is not None
-                param -= step_size * param.grad
+                param.sub_(step_size * param.grad)
     with torch.no_grad():
         final = binary_cross_entropy(model(t["X"]).double(), tensors["y"]).item()
     return {"seed_loop_final_reported": reported, "seed_loop_final_bce": final}
