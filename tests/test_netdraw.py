@@ -45,6 +45,10 @@ def test_seed_labels_do_not_overlap():
     for a in range(len(boxes)):
         for b in range(a + 1, len(boxes)):
             assert not boxes[a].overlaps(boxes[b]), f"{texts[a].get_gid()} overlaps {texts[b].get_gid()}"
+    neurons = [c.get_window_extent(renderer) for c in fig.axes[0].patches]
+    assert len(neurons) == SEED.d + SEED.h + 1
+    for t, box in zip(texts, boxes):
+        assert not any(box.overlaps(n) for n in neurons), f"{t.get_gid()} covers a neuron"
 
 
 def test_weight_labels_sit_on_their_own_edge():
