@@ -1,0 +1,166 @@
+"""The forward pass and summary of one chunk, fused: the native loop when it compiles, else blocked torch.
+
+Both kernels give y_hat within float32 rounding of `mlplab.forward` and make a row's y_hat depend on that
+row alone (never on where a chunk starts), so summaries are identical for any chunking.
+
+    Z1 = X W1 + b1 (n, h),  A1 = sigma_1(Z1),  z2 = A1 W2 + b2 (n, 1),  y_hat = sigma_2(z2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mlplab.activations import get_activation
+from mlplab.errors import MlplabError
+from mlplab.stream.native import NativeKernel, load_native
+from mlplab.stream.summary import EXACT_BLOCK_ROWS, Summary, bad_input_rows, summarize_y, units_from_bucket_sums
+
+POLICIES = {"error": 0, "skip": 1, "keep": 2}
+TORCH_BLOCK = 16384  # rows per torch block: X, Z1 and y of a block stay in L2 cache
+PAD = 64  # torch blocks are padded to a multiple of this, so vector loops never take a scalar tail
+
+
+@dataclass(frozen=True)
+class Network:
+    """float32 parameters of the d-h-1 network: W1 (d, h), b1 (h,), W2 (h,), b2, and the activations."""
+
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: float
+    act1: str
+    act2: str
+
+    @property
+    def d(self) -> int:
+        return int(self.W1.shape[0])
+
+    @property
+    def h(self) -> int:
+        return int(self.W1.shape[1])
+
+    @classmethod
+    def from_arrays(cls, W1: object, b1: object, W2: object, b2: object, act1: str, act2: str) -> Network:
+        """Build from anything array-like in the seed's shapes.
+
+        >>> Network.from_arrays([[1.0], [2.0]], [0.0], [1.0], 0.5, "relu", "sigmoid").h
+        1
+        """
+        W1a = np.asarray(W1, dtype=np.float32)
+        if W1a.ndim != 2:
+            raise MlplabError(f"W1 must be a (d, h) matrix, got shape {W1a.shape}", hint="check the problem file")
+        h = W1a.shape[1]
+        b1a = np.ascontiguousarray(np.asarray(b1, dtype=np.float32).reshape(h))
+        W2a = np.ascontiguousarray(np.asarray(W2, dtype=np.float32).reshape(h))
+        return cls(np.ascontiguousarray(W1a), b1a, W2a, float(np.float32(np.asarray(b2).reshape(-1)[0])),
+                   act1, act2)
+
+
+def torch_forward(X: torch.Tensor, net: Network) -> torch.Tensor:
+    """y_hat (n,) for X (n, d) in torch, without the tiny matmuls: each Z1 column is d fused multiply-adds
+    over column views, processed in cache-sized, zero-padded blocks (works on any device).
+
+    >>> net = Network.from_arrays([[1.0, -2.5], [-1.5, -1.0], [0.5, -1.5]], [0.5, 2.0], [0.1, -2.0], 0.5,
+    ...                           "identity", "identity")
+    >>> round(torch_forward(torch.tensor([[0.0, -2.0, 1.0]]), net).item(), 2)
+    -4.1
+    """
+    n = X.shape[0]
+    y = torch.empty(n, dtype=torch.float32, device=X.device)
+    block = TORCH_BLOCK if X.device.type == "cpu" else max(n, 1)
+    w1, b1, w2 = net.W1.tolist(), net.b1.tolist(), net.W2.tolist()
+    sigma1, sigma2 = get_activation(net.act1), get_activation(net.act2)
+    for s in range(0, n, block):
+        Xb = X[s:s + block]
+        m = Xb.shape[0]
+        if X.device.type == "cpu" and m % PAD:
+            padded = torch.zeros((m + PAD - m % PAD, net.d), dtype=torch.float32)
+            padded[:m] = Xb
+            Xb = padded
+        z2 = torch.full((Xb.shape[0],), net.b2, dtype=torch.float32, device=X.device)
+        for j in range(net.h):
+            Zj = Xb[:, 0] * w1[0][j]  # (m,) column j of Z1
+            for k in range(1, net.d):
+                Zj.add_(Xb[:, k], alpha=w1[k][j])
+            z2.add_(sigma1(Zj.add_(b1[j])), alpha=w2[j])
+        y[s:s + m] = sigma2(z2)[:m]
+    return y
+
+
+class ChunkKernel:
+    """Forward + summary of chunks for one network, policy and histogram.
+
+    `kernel`: "auto" (native if it compiles, else torch), "native" or "torch". On CUDA the torch kernel
+    runs on the GPU and X arrives through pinned host memory with a non-blocking copy.
+    """
+
+    def __init__(self, net: Network, edges: np.ndarray, nonfinite: str = "error", kernel: str = "auto",
+                 device: torch.device | str = "cpu") -> None:
+        if nonfinite not in POLICIES:
+            raise MlplabError(f"unknown --nonfinite policy {nonfinite!r}", hint="use error, skip or keep")
+        if kernel not in ("auto", "native", "torch"):
+            raise MlplabError(f"unknown kernel {kernel!r}", hint="use auto, native or torch")
+        self.net, self.edges, self.policy = net, np.ascontiguousarray(edges, dtype=np.float32), nonfinite
+        self.device = torch.device(device)
+        self.native: NativeKernel | None = None
+        if self.device.type == "cpu" and kernel != "torch":
+            self.native = load_native(net.d, net.h, net.act1, net.act2)
+            if self.native is None and kernel == "native":
+                raise MlplabError("the native kernel could not be compiled here (no C compiler?)",
+                                  hint="use --kernel torch or set CC")
+        self.name = "native" if self.native is not None else f"torch-{self.device.type}"
+
+    def __call__(self, X: np.ndarray, row0: int, y: np.ndarray | None = None) -> tuple[np.ndarray, Summary]:
+        """Process X (n, d) float32 whose first row is global row `row0`; returns y_hat (n,) and its summary."""
+        if X.ndim != 2 or X.shape[1] != self.net.d:
+            raise MlplabError(f"chunk has shape {X.shape}, the network expects {self.net.d} columns",
+                              hint="pass data with d columns")
+        n = X.shape[0]
+        y = np.empty(n, np.float32) if y is None else y[:n]
+        total = Summary(edges=[float(e) for e in self.edges])
+        for s in range(0, n, EXACT_BLOCK_ROWS):
+            part = slice(s, min(n, s + EXACT_BLOCK_ROWS))
+            run = self._native if self.native is not None else self._torch
+            total = total.merge(run(np.ascontiguousarray(X[part], dtype=np.float32), row0 + s, y[part]))
+        return y, total
+
+    def _native(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+        assert self.native is not None
+        net = self.net
+        counts, sums, minmax, hist = self.native(X, net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy],
+                                                 y, self.edges)
+        nfin, first = int(counts[0]), int(counts[1])
+        if nfin and self.policy == "error":
+            self._raise_nonfinite(row0 + first)
+        if nfin and self.policy == "keep":
+            # fast-math code gives no IEEE promise on NaN/inf rows: redo them exactly, summarise in NumPy
+            bad = bad_input_rows(X)
+            y[bad] = torch_forward(torch.from_numpy(X[bad]), net).numpy()
+            return summarize_y(y, self.edges, bad, row0)
+        s = Summary(edges=[float(e) for e in self.edges], rows=X.shape[0], nonfinite_rows=nfin,
+                    first_nonfinite_row=row0 + first if nfin else None, nonfinite_y_hat=int(counts[2]),
+                    counted=int(counts[3]), positives=int(counts[4]), sum_units=units_from_bucket_sums(sums),
+                    hist=hist.tolist())
+        if s.counted:
+            s.min_y_hat, s.max_y_hat = float(minmax[0]), float(minmax[1])
+        return s
+
+    def _torch(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+        bad = bad_input_rows(X)
+        if bad.any() and self.policy == "error":
+            self._raise_nonfinite(row0 + int(np.argmax(bad)))
+        Xt = torch.from_numpy(X)
+        if self.device.type == "cuda":
+            Xt = Xt.pin_memory().to(self.device, non_blocking=True)
+        y[:] = torch_forward(Xt, self.net).cpu().numpy()
+        if self.policy == "skip":
+            y[bad] = np.nan
+        return summarize_y(y, self.edges, bad, row0)
+
+    @staticmethod
+    def _raise_nonfinite(row: int) -> None:
+        raise MlplabError(f"input row {row} (0-based) holds NaN or inf",
+                          hint="clean the data, or pass --nonfinite skip (leave such rows out) or keep")

@@ -1,0 +1,126 @@
+"""The run folder: shards, their atomic outputs, and the manifest that is the record of finished work.
+
+    OUT/config.json                 resolved configuration (written once; --resume must match it)
+    OUT/manifest.json               {"config_hash", "shards", "finished": [i, ...]}, rewritten atomically
+    OUT/shards/shard-000007.json    partial summary of shard 7 (atomic)
+    OUT/shards/shard-000007.npy     its predictions, float32 (N_shard,) (atomic, with --write-predictions)
+    OUT/summary.json                merged summary, written when every shard is finished
+
+A shard counts as finished only when its files are in place *and* the manifest lists it, so a run killed
+at any instant loses at most the shards in flight and never counts one twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.errors import MlplabError
+from mlplab.fsio import atomic_open, atomic_write_json, ensure_dir
+from mlplab.stream.summary import Summary
+
+
+def plan_shards(rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    """Row ranges [start, stop) of the shards.
+
+    >>> plan_shards(10, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    if shard_rows <= 0:
+        raise MlplabError(f"shard size must be positive, got {shard_rows}", hint="pass --shard-rows 16777216")
+    return [(s, min(rows, s + shard_rows)) for s in range(0, rows, shard_rows)]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RunDir:
+    """Files of one streaming run under `root`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.shards_dir = self.root / "shards"
+
+    def shard_summary_path(self, i: int) -> Path:
+        return self.shards_dir / f"shard-{i:06d}.json"
+
+    def shard_predictions_path(self, i: int) -> Path:
+        return self.shards_dir / f"shard-{i:06d}.npy"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def start(self, config: dict[str, Any], n_shards: int, resume: bool) -> set[int]:
+        """Create or reopen the folder; return the shards already finished (empty unless resuming)."""
+        ensure_dir(self.shards_dir)
+        digest = config_hash(config)
+        if self.manifest_path.exists():
+            manifest = self._read_manifest()
+            if not resume:
+                raise MlplabError(f"{self.root} holds a previous run",
+                                  hint="pass --resume to continue it, or choose another --out")
+            if manifest.get("config_hash") != digest or manifest.get("shards") != n_shards:
+                raise MlplabError(f"{self.root} holds a run with another configuration (source, problem, "
+                                  "activations, shard size, policy or histogram differ)",
+                                  hint="resume with the same arguments, or choose another --out")
+            finished = {int(i) for i in manifest.get("finished", [])}
+            return {i for i in finished if self.shard_summary_path(i).exists()}
+        atomic_write_json(self.root / "config.json", config)
+        self._write_manifest(digest, n_shards, set())
+        return set()
+
+    def write_shard(self, i: int, summary: Summary) -> None:
+        """Partial summary of shard i (its predictions, if any, were written by `PredictionWriter`)."""
+        atomic_write_json(self.shard_summary_path(i), summary.to_json())
+
+    def read_shard(self, i: int) -> Summary:
+        try:
+            return Summary.from_json(json.loads(self.shard_summary_path(i).read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise MlplabError(f"cannot read {self.shard_summary_path(i)}: {exc}",
+                              hint="delete that file and run again with --resume (the shard is redone)") from exc
+
+    def mark_finished(self, finished: set[int]) -> None:
+        manifest = self._read_manifest()
+        self._write_manifest(manifest["config_hash"], manifest["shards"], finished)
+
+    def _read_manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise MlplabError(f"{self.manifest_path} is unreadable: {exc}",
+                              hint="choose another --out, or delete the folder to start over") from exc
+        if not isinstance(data, dict):
+            raise MlplabError(f"{self.manifest_path} is not a manifest", hint="choose another --out")
+        return data
+
+    def _write_manifest(self, digest: str, n_shards: int, finished: set[int]) -> None:
+        atomic_write_json(self.manifest_path, {"version": 1, "config_hash": digest, "shards": n_shards,
+                                               "finished": sorted(finished)})
+
+
+class PredictionWriter:
+    """Streams a shard's float32 predictions into `path` chunk by chunk; the file appears only on `close`."""
+
+    def __init__(self, path: Path, rows: int) -> None:
+        self._ctx = atomic_open(path, "wb")
+        self._fh = self._ctx.__enter__()
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": "<f4", "fortran_order": False, "shape": (rows,)})
+
+    def write(self, y_hat: np.ndarray) -> None:
+        self._fh.write(np.ascontiguousarray(y_hat, dtype="<f4").tobytes())
+
+    def close(self) -> None:
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        with contextlib.suppress(BaseException):  # the original error is the one to report
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
