@@ -6,7 +6,7 @@ One line per entry, showing the inner product term by term, e.g.
 
 Text and LaTeX share the layout and differ only in notation (`_TEXT`, `_LATEX`); Markdown wraps the text
 lines in fenced blocks and adds result tables. Rounded figures use the same rule as `mlplab.tables`
-(Python's `:.2f`), so a derivation and a table never disagree in the last digit.
+(`round_decimal`: half away from zero), so a derivation and a table never disagree in the last digit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from mlplab.byhand import ActivationStep, Derivation, InnerProduct, Value, frac_text
 from mlplab.errors import MlplabError
+from mlplab.tables import round_decimal
 
 RENDER_FORMATS = ("text", "markdown", "latex", "json")
 _SYMBOL = {"identity": "I", "relu": "ReLU", "sigmoid": "sigm"}
@@ -29,8 +30,7 @@ def round2(v: Value | float) -> str:
     >>> round2(Value.of(Fraction(-1, 1000))), round2(2.345)
     ('0.00', '2.35')
     """
-    s = f"{float(v):.2f}"
-    return "0.00" if s == "-0.00" else s
+    return round_decimal(float(v), 2)
 
 
 @dataclass(frozen=True)

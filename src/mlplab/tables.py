@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -50,8 +51,7 @@ class Table:
                 return "nan"
             if math.isinf(value):
                 return "inf" if value > 0 else "-inf"
-            text = f"{value:.{self.decimals}f}"
-            return "0." + "0" * self.decimals if text == "-0." + "0" * self.decimals else text
+            return round_decimal(value, self.decimals)
         return str(value)
 
     def _text_rows(self) -> list[list[str]]:
@@ -79,7 +79,8 @@ class Table:
 
     def to_markdown(self) -> str:
         align = ["---:" if self._numeric(j) else "---" for j in range(len(self.columns))]
-        out = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |", "|" + "|".join(align) + "|"]
+        header = [c.replace("|", "\\|") for c in self.columns]
+        out = [f"**{self.title}**", "", "| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self._text_rows()]
         return "\n".join(out)
 
@@ -111,6 +112,22 @@ class Table:
                 "json": self.to_json}[fmt]()
 
 
+def round_decimal(value: float, decimals: int = 2) -> str:
+    """Round as people do by hand: half away from zero, applied to the number's shortest decimal form.
+
+    Python's `:.2f` rounds the binary value half to even, so -7.625 would print as -7.62 and 2.675 as 2.67;
+    a student checking with a calculator expects -7.63 and 2.68. A rounded zero is printed without a sign.
+
+    >>> round_decimal(-7.625), round_decimal(2.675), round_decimal(-0.001), round_decimal(1.005, 1)
+    ('-7.63', '2.68', '0.00', '1.0')
+    """
+    if not math.isfinite(value):
+        return str(value)
+    quantum = Decimal(1).scaleb(-decimals)
+    text = str(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
 def render_tables(tables: Sequence[Table], fmt: str) -> str:
     """Render several tables; JSON gives one object keyed by title."""
     if fmt == "json":
@@ -137,6 +154,9 @@ def latex_cell(text: str) -> str:
         float(text)
     except ValueError:
         return latex_escape(text)
+    if "e" in text.lower() and text.lower() not in ("inf", "-inf", "nan"):
+        mantissa, exponent = text.lower().split("e")
+        return f"${mantissa} \\times 10^{{{int(exponent)}}}$"
     return f"${text}$"
 
 
