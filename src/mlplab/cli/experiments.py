@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.cli.common import add_format, print_tables, say
+from mlplab.cli.mnist import JSON_FIELDS
 from mlplab.mnist.experiments import experiment_names, select_experiments
 from mlplab.tables import Table
 
-DEFAULT_RESULTS = Path("results") / "mnist"
+DEFAULT_RESULTS = Path("results") / "mnist" / "experiments"
 SUMMARY_COLUMNS = ["run", "epochs run", "best epoch", "best test loss", "final test acc", "best test acc",
                    "divergent", "wall time (s)"]
 
@@ -81,11 +82,15 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def results_dir(out: Path | None, epochs: int | None) -> Path:
-    """The explicit --out, else results/mnist, or results/mnist-epochs-N for a shortened sweep (so a quick
-    look never collides with the 100-epoch runs)."""
+    """The explicit --out, else results/mnist/experiments, or results/mnist/experiments-epochs-N for a
+    shortened sweep (so a quick look never mixes with the 100-epoch runs).
+
+    >>> str(results_dir(None, 2))
+    'results/mnist/experiments-epochs-2'
+    """
     if out is not None:
         return out
-    return DEFAULT_RESULTS if epochs is None else DEFAULT_RESULTS.with_name(f"mnist-epochs-{epochs}")
+    return DEFAULT_RESULTS if epochs is None else DEFAULT_RESULTS.with_name(f"experiments-epochs-{epochs}")
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -119,7 +124,8 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
                            device=args.device, progress=progress)
     summaries = run_sweep(plans, options, jobs=jobs, on_done=done)
     if args.json:
-        print(json.dumps({name: _without_history(s) for name, s in summaries.items()}, default=str))
+        print(json.dumps({name: {**{k: s.get(k) for k in JSON_FIELDS}, "run_dir": str(out / name)}
+                          for name, s in summaries.items()}))
     else:
         print_tables([summary_table(summaries)], args.format)
         say(f"runs in {out}; `mlplab mnist compare --out {out}` writes the comparison tables and figures")
@@ -159,10 +165,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 print(f"- {line}")
     say(f"wrote {len(paths)} files into {report_dir}")
     return 0
-
-
-def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k != "history"}
 
 
 def _num(value: Any) -> str:
