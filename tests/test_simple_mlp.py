@@ -107,3 +107,22 @@ def test_bad_input():
         model.compute_gradients(torch.zeros(4, 2, dtype=torch.float64), binary_cross_entropy, t["y"])
     with pytest.raises(MlplabError, match="fc1_weight_grad has shape"):
         model.gradient_descent(0.1, torch.zeros(3, 2), torch.zeros(2), torch.zeros(1, 2), torch.zeros(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_seed_main_on_cuda_matches_cpu_chain_rule():
+    """The seed's main() with device = get_device(): everything stays torch, so CUDA works."""
+    t = load_problem().tensors()
+    device = get_device()
+    assert device.type == "cuda"
+    model = _model().to(device)
+    out = model.compute_gradients(t["X"].to(device), binary_cross_entropy, t["y"].to(device))
+    assert all(v.device.type == "cuda" for v in out)
+    g = backward(t["X"], "relu", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"], t["y"], "bce")
+    torch.testing.assert_close(out[2].cpu(), g.W1.T, **TIGHT)
+    torch.testing.assert_close(out[5].cpu(), g.b2, **TIGHT)
+    from mlplab.descent import gradient_descent_run
+
+    cpu = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 200, dtype=torch.float64)
+    gpu = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 200, dtype=torch.float64, device=device)
+    torch.testing.assert_close(gpu.losses, cpu.losses, rtol=1e-10, atol=1e-12)

@@ -58,7 +58,7 @@ def losses_tables(problem: Problem, pairs: list[tuple[str, str]] | None = None) 
     for y in (1.0, 0.0):
         for p in (0.49, 0.51):
             s = loss_sensitivity(p, y)
-            rows.append([s["y"], s["y_hat"], s["z2"], s["mse"], s["mse_dy_hat"], s["mse_dz2"], s["bce"],
+            rows.append([int(s["y"]), s["y_hat"], s["z2"], s["mse"], s["mse_dy_hat"], s["mse_dz2"], s["bce"],
                          s["bce_dy_hat"], s["bce_dz2"]])
     tables.append(Table("Sensitivity near the decision boundary (one sample, sigmoid output, z2 = logit(y_hat))",
                         ["y", "y_hat", "z2", "MSE", "dMSE/dy_hat", "dMSE/dz2", "BCE", "dBCE/dy_hat", "dBCE/dz2"],
@@ -141,11 +141,15 @@ def write_section2(problem: Problem, out_dir: Path, epochs: int = 1000,
                    step_sizes: tuple[float, ...] = DEFAULT_STEPS) -> list[Path]:
     """Write every table, gradient check, descent curve and verdict of seed section 2 under `out_dir`."""
     ensure_dir(out_dir)
+    say("section 2: classification and losses")
     paths = write_tables(classify_tables(problem), out_dir, "classify")
     paths += write_tables(losses_tables(problem), out_dir, "losses")
+    say("section 2: gradient checks (9 pairs x 2 losses)")
     paths += write_tables(gradients_tables(problem, [("relu", "sigmoid")], ["mse", "bce"]), out_dir, "gradients")
+    say(f"section 2: errata (with {epochs}-epoch training comparisons)")
     paths += write_tables(errata_tables(problem, epochs), out_dir, "errata")
     for loss in ("bce", "mse"):
+        say(f"section 2: gradient descent, {loss}, steps {', '.join(f'{s:g}' for s in step_sizes)}")
         sub = out_dir / f"descent_{loss}"
         paths += run_descent(problem, sub, ("relu", "sigmoid"), loss, list(step_sizes), epochs, torch.float32)[1]
     paths.append(atomic_write_json(out_dir / "section2_config.json",
