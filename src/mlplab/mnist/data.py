@@ -32,10 +32,10 @@ def default_data_dir() -> Path:
     The user cache is `$XDG_CACHE_HOME` (default `~/.cache`) on Linux, `~/Library/Caches` on macOS and
     `%LOCALAPPDATA%` on Windows.
 
-    >>> import os; os.environ["MLPLAB_DATA"] = "/tmp/mnist-here"
-    >>> str(default_data_dir())
-    '/tmp/mnist-here'
-    >>> del os.environ["MLPLAB_DATA"]
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"MLPLAB_DATA": "~/mnist"}):
+    ...     default_data_dir() == Path.home() / "mnist"
+    True
     """
     override = os.environ.get("MLPLAB_DATA")
     if override:

