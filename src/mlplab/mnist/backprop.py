@@ -16,7 +16,7 @@ dz_L = s ⊙ (ds − Σ_j ds_j s_j).
 
 Why by hand: autograd records a graph and allocates every intermediate on each step; at batch 64 on a CPU that
 bookkeeping costs as much as the matrix products. Here a step is ~10 kernel calls per layer, no allocation.
-The gradients are checked against float64 autograd in tests/test_mnist_backprop.py.
+The gradients are checked against float64 autograd in tests/test_mnist_model.py.
 """
 
 from __future__ import annotations

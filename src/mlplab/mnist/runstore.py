@@ -29,8 +29,9 @@ class RunStore:
     (False, 'checkpoint.pt')
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, *, figures: bool = True) -> None:
         self.run_dir = Path(run_dir)
+        self.figures = figures  # False skips loss.png/.pdf (matplotlib costs ~1 s per run; tests turn it off)
         self.config_path = self.run_dir / "config.json"
         self.metrics_path = self.run_dir / "metrics.csv"
         self.summary_path = self.run_dir / "summary.json"
@@ -70,6 +71,8 @@ class RunStore:
         atomic_write_json(self.summary_path, json_safe(summary))
 
     def save_figures(self, rows: Sequence[dict[str, Any]], title: str, marks: dict[str, Any]) -> list[Path]:
+        if not self.figures:
+            return []
         from mlplab.mnist.plots import save_loss_figure
 
         return save_loss_figure(rows, self.run_dir, "loss", title=title, marks=marks)

@@ -1,0 +1,206 @@
+"""The trainer on tiny synthetic data: determinism, resume after an interruption, divergence, early stopping,
+the run folder, trackers and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from mlplab.cli import main
+from mlplab.errors import MlplabError
+from mlplab.mnist.config import config_to_dict, resolve_config
+from mlplab.mnist.data import MnistSplit
+from mlplab.mnist.runstore import RunStore
+from mlplab.mnist.train import evaluate, split_validation, train_run
+from mlplab.mnist.train import build_model
+
+D = 20  # features of the synthetic "images"
+TIMING = {"epoch_time_s"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic(n: int, seed: int) -> MnistSplit:
+    """Ten Gaussian clusters in D dimensions (learnable, not trivially)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(10, D, generator=torch.Generator().manual_seed(99))
+    y = torch.randint(0, 10, (n,), generator=g)
+    return MnistSplit(centres[y] + 1.5 * torch.randn(n, D, generator=g), y)
+
+
+TRAIN, TEST = synthetic(330, 1), synthetic(100, 2)
+
+
+def cfg(*extra: str, epochs: int = 4):
+    return resolve_config(overrides=[f"model.input_size={D}", "model.hidden_sizes=[16, 8]", "training.batch_size=32",
+                                     "training.learning_rate=0.01",
+                                     f"training.num_epochs={epochs}", "training.device=cpu", *extra])
+
+
+def rows_without_time(store: RunStore):
+    with store.metrics_path.open() as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
+
+
+def run(config, folder=None, figures=False, **kw):
+    store = RunStore(folder, figures=figures) if folder is not None else None
+    return train_run(config, TRAIN, TEST, store, progress=False, **kw), store
+
+
+@pytest.mark.parametrize("engine", ["manual", "autograd"])
+def test_same_seed_same_metrics(tmp_path, engine):
+    config = cfg(f"training.engine={engine}", "training.validation_split=0.1")
+    a, sa = run(config, tmp_path / "a")
+    b, sb = run(config, tmp_path / "b")
+    assert rows_without_time(sa) == rows_without_time(sb)
+    assert a["test_accuracy"] == b["test_accuracy"] and a["epochs_run"] == 4
+    c, _ = run(cfg(f"training.engine={engine}", "training.validation_split=0.1", "training.seed=1"))
+    assert c["test_loss"] != a["test_loss"]  # the seed matters
+    assert a["test_accuracy"] > 0.3  # it learns (chance is 0.1)
+
+
+class StopAfter:
+    """A tracker that interrupts training after `k` epochs, as Ctrl-C would."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.calls = k, []
+
+    def start(self, run_name, config, run_dir):
+        self.calls.append("start")
+
+    def log_epoch(self, epoch, metrics):
+        self.calls.append(epoch)
+        if epoch == self.k:
+            raise KeyboardInterrupt
+
+    def finish(self, summary):
+        self.calls.append("finish")
+
+
+@pytest.mark.parametrize("engine, extra", [("manual", ()), ("autograd", ()),
+                                           ("manual", ("training.validation_split=0.2", "stopping.enabled=true",
+                                                       "stopping.patience=2", "stopping.window=2"))])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, engine, extra):
+    config = cfg(f"training.engine={engine}", *extra, epochs=6)
+    full, full_store = run(config, tmp_path / "full")
+    tracker = StopAfter(2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "cut", trackers=[tracker])
+    assert tracker.calls == ["start", 1, 2]
+    assert len(rows_without_time(RunStore(tmp_path / "cut"))) == 2
+    resumed, cut_store = run(config, tmp_path / "cut", resume=True)
+    assert rows_without_time(cut_store) == rows_without_time(full_store)
+    keys = ("test_accuracy", "test_loss", "best_epoch", "epochs_run", "stopped_early", "restored_epoch")
+    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+    again, _ = run(config, tmp_path / "cut", resume=True)  # a finished run resumes to the same summary
+    assert {k: again[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_resume_refuses_other_config_and_fresh_run_refuses_existing(tmp_path):
+    run(cfg(epochs=1), tmp_path / "r")
+    with pytest.raises(MlplabError, match="already holds a run"):
+        run(cfg(epochs=1), tmp_path / "r")
+    with pytest.raises(MlplabError, match="training.batch_size: 32"):
+        run(cfg("training.batch_size=16", epochs=2), tmp_path / "r", resume=True)
+    longer, _ = run(cfg(epochs=2), tmp_path / "r", resume=True)  # more epochs is a valid continuation
+    assert longer["epochs_run"] == 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MlplabError, match="unreadable"):
+        run(cfg(epochs=1), tmp_path / "bad", resume=True)
+
+
+@pytest.mark.parametrize("engine", ["manual", "autograd"])
+def test_divergence_is_detected_and_recorded(tmp_path, engine):
+    summary, store = run(cfg(f"training.engine={engine}", "training.learning_rate=1000", epochs=5), tmp_path)
+    assert summary["divergent"] is True
+    div = summary["divergence"]
+    assert div["epoch"] == summary["epochs_run"] and 1 <= div["batch"] <= 11
+    assert div["loss"] is None or div["loss"] > 1e3  # NaN/inf become null in JSON
+    saved = json.loads(store.summary_path.read_text())
+    assert saved["divergent"] is True and saved["divergence"]["batch"] == div["batch"]
+    again, _ = run(cfg(f"training.engine={engine}", "training.learning_rate=1000", epochs=5), tmp_path, resume=True)
+    assert again["epochs_run"] == summary["epochs_run"]  # nothing more to do
+
+
+def test_early_stopping_restores_the_best_weights(tmp_path):
+    # A tiny training set, no dropout and a large step overfit quickly; the smoothed rule then stops.
+    small = MnistSplit(TRAIN.images[:40], TRAIN.labels[:40])
+    config = cfg("model.dropout_rate=0", "training.learning_rate=0.05", "training.batch_size=8",
+                 "stopping.enabled=true", "stopping.window=1", "stopping.patience=3", epochs=40)
+    store = RunStore(tmp_path, figures=False)
+    summary = train_run(config, small, TEST, store, progress=False)
+    assert summary["stopped_early"] and summary["epochs_run"] < 40
+    losses = [float(r["test_loss"]) for r in rows_without_time(store)]
+    best = min(range(len(losses)), key=losses.__getitem__) + 1
+    assert summary["restored_epoch"] == best == summary["best_epoch"]
+    assert summary["epochs_run"] == best + 3  # patience 3 without a new minimum (window 1: the raw curve)
+    # The checkpoint's best weights really are that epoch's: evaluating them gives that row's test metrics.
+    state = store.load_checkpoint()
+    model = build_model(config)
+    model.load_state_dict(state["best"]["model"])
+    loss, acc = evaluate(model, TEST.images, TEST.labels, 1000)
+    assert loss == pytest.approx(losses[best - 1], rel=1e-6) and acc == summary["test_accuracy"]
+
+
+def test_run_folder_contents(tmp_path):
+    config = cfg("training.validation_split=0.1", epochs=3)
+    summary, store = run(config, tmp_path, figures=True)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "metrics.csv", "summary.json", "checkpoint.pt", "loss.png", "loss.pdf"} <= names
+    assert json.loads(store.config_path.read_text()) == config_to_dict(config)
+    rows = rows_without_time(store)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3] and all(r["val_loss"] for r in rows)
+    saved = json.loads(store.summary_path.read_text())
+    assert saved["selection"] == "validation" and saved["parameters"] == (D + 1) * 16 + 17 * 8 + 9 * 10
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    assert math.isclose(summary["best_test_loss"], min(float(r["test_loss"]) for r in rows))
+
+
+def test_validation_split_is_disjoint_and_seeded():
+    fit, val = split_validation(TRAIN, 0.2, seed=0)
+    assert len(val) == 66 and len(fit) == 264
+    rows = {tuple(x.tolist()) for x in TRAIN.images}
+    assert {tuple(x.tolist()) for x in fit.images} | {tuple(x.tolist()) for x in val.images} == rows
+    assert not {tuple(x.tolist()) for x in fit.images} & {tuple(x.tolist()) for x in val.images}
+    assert torch.equal(split_validation(TRAIN, 0.2, seed=0)[1].labels, val.labels)
+    with pytest.raises(MlplabError, match="validation_split"):
+        split_validation(MnistSplit(TRAIN.images[:2], TRAIN.labels[:2]), 0.1, seed=0)
+
+
+def test_bad_data_shapes(tmp_path):
+    assert RunStore(tmp_path, figures=False).save_figures([], "", {}) == []
+    with pytest.raises(MlplabError, match="features but model.input_size"):
+        train_run(resolve_config(overrides=["training.device=cpu"]), TRAIN, TEST, progress=False)
+
+
+def test_trackers_called_in_order(tmp_path):
+    tracker = StopAfter(99)
+    run(cfg(epochs=2), tmp_path, trackers=[tracker])
+    assert tracker.calls == ["start", 1, 2, "finish"]
+
+
+def test_cli_json_last_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: (TRAIN, TEST))
+    argv = ["mnist", "train", "--epochs", "2", "--set", f"model.input_size={D}", "--set", "model.hidden_sizes=[8]",
+            "--out", str(tmp_path / "run"), "--device", "cpu", "--json", "--no-progress"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    for key in ("test_accuracy", "best_test_accuracy", "best_epoch", "best_test_loss", "epochs_run", "divergent",
+                "parameters", "wall_time_s"):
+        assert key in summary
+    assert summary["epochs_run"] == 2 and summary["parameters"] == (D + 1) * 8 + 9 * 10
+    assert main(argv) == 2  # the folder holds a run now: one line, exit 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv[:-2], "--resume", "--no-progress"]) == 0
