@@ -105,7 +105,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(MlplabError, match="cannot read config file"):
         resolve_config(bad)
     bad.write_text('{"training": {"lr": 1}}')
-    with pytest.raises(MlplabError, match="unknown config key training.lr"):
+    with pytest.raises(MlplabError, match=r"unknown config key training\.lr"):
         resolve_config(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(MlplabError, match="must be a JSON object"):

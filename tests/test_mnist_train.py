@@ -15,8 +15,7 @@ from mlplab.errors import MlplabError
 from mlplab.mnist.config import config_to_dict, resolve_config
 from mlplab.mnist.data import MnistSplit
 from mlplab.mnist.runstore import RunStore
-from mlplab.mnist.train import evaluate, split_validation, train_run
-from mlplab.mnist.train import build_model
+from mlplab.mnist.train import build_model, evaluate, split_validation, train_run
 
 D = 20  # features of the synthetic "images"
 TIMING = {"epoch_time_s"}
@@ -110,7 +109,7 @@ def test_resume_refuses_other_config_and_fresh_run_refuses_existing(tmp_path):
     run(cfg(epochs=1), tmp_path / "r")
     with pytest.raises(MlplabError, match="already holds a run"):
         run(cfg(epochs=1), tmp_path / "r")
-    with pytest.raises(MlplabError, match="training.batch_size: 32"):
+    with pytest.raises(MlplabError, match=r"training\.batch_size: 32"):
         run(cfg("training.batch_size=16", epochs=2), tmp_path / "r", resume=True)
     longer, _ = run(cfg(epochs=2), tmp_path / "r", resume=True)  # more epochs is a valid continuation
     assert longer["epochs_run"] == 2
@@ -180,7 +179,7 @@ def test_validation_split_is_disjoint_and_seeded():
 
 def test_bad_data_shapes(tmp_path):
     assert RunStore(tmp_path, figures=False).save_figures([], "", {}) == []
-    with pytest.raises(MlplabError, match="features but model.input_size"):
+    with pytest.raises(MlplabError, match=r"features but model\.input_size"):
         train_run(resolve_config(overrides=["training.device=cpu"]), TRAIN, TEST, progress=False)
 
 
