@@ -1,0 +1,191 @@
+"""Streaming end to end: equals the full-batch forward, identical across chunkings, resumable, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mlplab
+from mlplab.activations import activation_pairs
+from mlplab.cli import main
+from mlplab.errors import MlplabError
+from mlplab.problem import load_problem
+from mlplab.stream import run_stream
+from mlplab.stream.sources import SyntheticSource, open_source
+from mlplab.stream.summary import default_edges, summarize_y
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    X = np.random.default_rng(7).standard_normal((20011, 3)).astype(np.float32) * 2
+    path = tmp_path_factory.mktemp("stream") / "X.npy"
+    np.save(path, X)
+    return path, X
+
+
+def predictions(out: Path) -> np.ndarray:
+    return np.concatenate([np.load(p) for p in sorted((out / "shards").glob("shard-*.npy"))])
+
+
+@pytest.mark.parametrize(("a1", "a2"), activation_pairs())
+def test_streamed_predictions_equal_full_batch_forward(tmp_path: Path, data: tuple[Path, np.ndarray],
+                                                       a1: str, a2: str) -> None:
+    path, X = data
+    t = load_problem().tensors()
+    ref = mlplab.forward(torch.from_numpy(X).double(), a1, t["W1"], t["b1"], a2, t["W2"], t["b2"]).y_hat.reshape(-1)
+    scale = 1 + (torch.from_numpy(X).double().abs() @ t["W1"].abs() + t["b1"].abs()) @ t["W2"].abs() + t["b2"].abs()
+    first = None
+    for chunk in (997, 4096, 50000):
+        out = tmp_path / f"c{chunk}"
+        r = run_stream(str(path), (a1, a2), chunk_rows=chunk, shard_rows=6000, out=out, write_predictions=True,
+                       progress=False)
+        y = predictions(out)
+        err = (torch.from_numpy(y).double() - ref) / scale.reshape(-1)
+        torch.testing.assert_close(err, torch.zeros_like(err), atol=1e-6, rtol=0)
+        assert r.summary == summarize_y(y, default_edges(a2))  # the summary describes exactly these y_hat
+        if first is None:
+            first = (y, r.summary)
+        np.testing.assert_array_equal(y, first[0])
+        assert r.summary == first[1]
+
+
+def test_summary_identical_across_chunkings_shards_and_sources(tmp_path: Path, data: tuple[Path, np.ndarray]) -> None:
+    path, X = data
+    raw = tmp_path / "X.f32"
+    X.tofile(raw)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, s in enumerate(range(0, len(X), 7000)):
+        np.save(parts / f"p{i}.npy", X[s:s + 7000])
+    runs = [run_stream(str(path), "relu,sigmoid", chunk_rows=c, shard_rows=s, progress=False)
+            for c, s in ((1 << 20, 1 << 24), (333, 5000), (4096, 4096))]
+    runs.append(run_stream(str(raw), "relu,sigmoid", chunk_rows=1000, progress=False))
+    runs.append(run_stream(str(parts / "*.npy"), "relu,sigmoid", chunk_rows=2500, shard_rows=9000, progress=False))
+    runs.append(run_stream(str(path), "relu,sigmoid", chunk_rows=5000, prefetch=1, progress=False))
+    assert all(r.summary == runs[0].summary for r in runs)
+    assert runs[0].summary.rows == len(X)
+
+
+def test_synthetic_chunks_depend_only_on_seed_and_row() -> None:
+    s = SyntheticSource(200_000, 3, seed=4)
+    whole = s.read(0, 200_000, np.empty((200_000, 3), np.float32))
+    piece = s.read(65_000, 140_001, np.empty((80_000, 3), np.float32))
+    np.testing.assert_array_equal(piece, whole[65_000:140_001])
+    other = SyntheticSource(200_000, 3, seed=5).read(0, 10, np.empty((10, 3), np.float32))
+    assert not np.array_equal(other, whole[:10])
+    a = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=30_000, progress=False).summary
+    b = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=65_536, shard_rows=100_000,
+                   progress=False).summary
+    assert a == b
+
+
+class Crash(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path, data: tuple[Path, np.ndarray]) -> None:
+    path, _ = data
+    full = run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=tmp_path / "full",
+                      write_predictions=True, progress=False)
+    out = tmp_path / "crashed"
+
+    def crash_after_two(index: int, _summary: object) -> None:
+        if index == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, write_predictions=True,
+                   progress=False, on_shard=crash_after_two)
+    assert json.loads((out / "manifest.json").read_text())["finished"] == [0, 1]
+    assert not (out / "summary.json").exists()
+    with pytest.raises(MlplabError, match="previous run"):
+        run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, progress=False)
+    with pytest.raises(MlplabError, match="another configuration"):
+        run_stream(str(path), "relu,relu", chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+    seen: list[int] = []
+    resumed = run_stream(str(path), "sigmoid,relu", chunk_rows=700, shard_rows=4000, out=out, resume=True,
+                         write_predictions=True, progress=False, on_shard=lambda i, _s: seen.append(i))
+    assert seen == [2, 3, 4, 5] and resumed.shards_skipped == 2
+    assert resumed.summary == full.summary
+    np.testing.assert_array_equal(predictions(out), predictions(tmp_path / "full"))
+    assert json.loads((out / "summary.json").read_text())["rows"] == full.summary.rows
+
+
+def test_nonfinite_policies(tmp_path: Path) -> None:
+    X = np.random.default_rng(9).standard_normal((3000, 3)).astype(np.float32)
+    X[[10, 2500], [1, 0]] = [np.nan, -np.inf]
+    path = tmp_path / "bad.npy"
+    np.save(path, X)
+    with pytest.raises(MlplabError, match="row 10 "):
+        run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False)
+    skip = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="skip", progress=False).summary
+    keep = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="keep", progress=False).summary
+    clean = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="skip", kernel="torch",
+                       progress=False).summary
+    for s in (skip, keep):
+        assert s.rows == 3000 and s.nonfinite_rows == 2 and s.first_nonfinite_row == 10
+    assert skip.counted == 2998 and skip.nonfinite_y_hat == 2
+    assert keep.counted + keep.nonfinite_y_hat == 3000
+    good = np.isfinite(X).all(axis=1)
+    t = load_problem().tensors()
+    ref = mlplab.forward(torch.from_numpy(X[good]), "relu", t["W1"].float(), t["b1"].float(), "sigmoid",
+                         t["W2"].float(), t["b2"].float()).y_hat
+    assert skip.positives == int((ref >= 0.5).sum())
+    assert clean.counted == skip.counted and clean.nonfinite_rows == 2
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["stream", "synthetic:5000", "--activations", "relu,sigmoid", "--chunk-rows", "1024",
+                        "--json", "--no-progress"], capsys)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and summary["rows"] == 5000
+    ref = run_stream("synthetic:5000", "relu,sigmoid", progress=False).summary
+    assert summary["positives"] == ref.positives and summary["mean_y_hat"] == ref.mean_y_hat
+
+
+def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    path, X = data
+    two_cols = tmp_path / "two.npy"
+    np.save(two_cols, X[:, :2])
+    corrupt = tmp_path / "corrupt.npy"
+    corrupt.write_bytes(b"\x93NUMPY garbage that is not a header")
+    truncated = tmp_path / "short.npy"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    odd = tmp_path / "odd.f32"
+    odd.write_bytes(b"\0" * 10)
+    cases = {
+        str(two_cols): "2 columns",
+        str(corrupt): "not a readable .npy",
+        str(truncated): "truncated",
+        str(tmp_path / "missing.npy"): "cannot read",
+        str(odd): "whole number",
+        str(tmp_path / "none-*.npy"): "no file matches",
+        "synthetic:-5": "positive",
+    }
+    for source, message in cases.items():
+        code, _, err = cli(["stream", source, "--activations", "relu,sigmoid", "--no-progress"], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (source, err)
+    for extra, message in ((["--chunk-rows", "0"], "chunk size"), (["--activations", "relu,tanh"], "unknown"),
+                           (["--shard-rows", "0"], "shard size"), (["--write-predictions"], "--out")):
+        args = ["stream", str(path), "--activations", "relu,sigmoid", "--no-progress", *extra]
+        code, _, err = cli(args, capsys)
+        assert code == 2 and message in err, (extra, err)
+
+
+def test_raw_columns_must_match_d(tmp_path: Path) -> None:
+    raw = tmp_path / "x.f32"
+    np.zeros((4, 6), np.float32).tofile(raw)
+    assert open_source(str(raw), d=3).rows == 8  # d = 3 columns by default
+    with pytest.raises(MlplabError, match="6 columns but the network takes d = 3"):
+        open_source(str(raw), d=3, columns=6)

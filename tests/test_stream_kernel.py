@@ -1,0 +1,133 @@
+"""The fused chunk kernels against the full-batch forward() and the NumPy reference summary."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mlplab
+from mlplab.activations import activation_pairs
+from mlplab.errors import MlplabError
+from mlplab.problem import load_problem
+from mlplab.stream.kernel import ChunkKernel, Network
+from mlplab.stream.native import load_native
+from mlplab.stream.summary import Summary, default_edges, summarize_y
+
+KERNELS = ["torch", "native"] if load_native(3, 2, "relu", "sigmoid") is not None else ["torch"]
+PAIRS = activation_pairs()
+
+
+def seed_net(a1: str, a2: str) -> tuple[Network, dict[str, torch.Tensor]]:
+    t = load_problem().tensors()
+    return Network.from_arrays(t["W1"], t["b1"], t["W2"], t["b2"], a1, a2), t
+
+
+def reference(X: np.ndarray, a1: str, a2: str, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 forward() and a bound on the size of the terms it sums (float32 error scales with it)."""
+    X64 = torch.from_numpy(X).double()
+    y = mlplab.forward(X64, a1, t["W1"], t["b1"], a2, t["W2"], t["b2"]).y_hat.reshape(-1)
+    scale = 1 + (X64.abs() @ t["W1"].abs() + t["b1"].abs()) @ t["W2"].abs().reshape(-1, 1) + t["b2"].abs()
+    return y, scale.reshape(-1)
+
+
+def assert_matches_forward(y: np.ndarray, ref: torch.Tensor, scale: torch.Tensor) -> None:
+    err = (torch.from_numpy(y).double() - ref) / scale  # error relative to the terms summed
+    torch.testing.assert_close(err, torch.zeros_like(err), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(("a1", "a2"), PAIRS)
+def test_kernel_equals_forward_all_pairs(kernel: str, a1: str, a2: str) -> None:
+    net, t = seed_net(a1, a2)
+    X = np.random.default_rng(0).standard_normal((5003, 3)).astype(np.float32) * 2
+    y, s = ChunkKernel(net, default_edges(a2), kernel=kernel)(X, 0)
+    ref, scale = reference(X, a1, a2, t)
+    assert_matches_forward(y, ref, scale)
+    assert s.rows == 5003 and s.counted == 5003
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_row_result_independent_of_chunking(kernel: str) -> None:
+    net, _ = seed_net("sigmoid", "sigmoid")
+    k = ChunkKernel(net, default_edges("sigmoid"), kernel=kernel)
+    X = np.random.default_rng(1).standard_normal((9000, 3)).astype(np.float32)
+    whole, s_whole = k(X, 0)
+    for size, n in ((1, 300), (63, 9000), (65, 9000), (4097, 9000)):
+        parts = [k(X[i:min(n, i + size)], i) for i in range(0, n, size)]
+        y = np.concatenate([p[0].copy() for p in parts])
+        np.testing.assert_array_equal(y.view(np.uint32), whole[:n].view(np.uint32))
+        merged = Summary(edges=s_whole.edges)
+        for _, s in parts:
+            merged = merged.merge(s)
+        assert merged == (s_whole if n == len(X) else k(X[:n], 0)[1])
+
+
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+@pytest.mark.parametrize(("a1", "a2"), PAIRS)
+@pytest.mark.parametrize("policy", ["skip", "keep"])
+def test_native_statistics_equal_numpy_reference(a1: str, a2: str, policy: str) -> None:
+    net, _ = seed_net(a1, a2)
+    edges = default_edges(a2, bins=7)
+    X = np.random.default_rng(2).standard_normal((6000, 3)).astype(np.float32) * 3
+    X[[5, 4100, 4101], [0, 2, 1]] = [np.nan, np.inf, -np.inf]
+    y, s = ChunkKernel(net, edges, policy, "native")(X, 100)
+    bad = ~np.isfinite(X).all(axis=1)
+    assert s == summarize_y(y, edges, bad, 100)
+    assert s.nonfinite_rows == 3 and s.first_nonfinite_row == 105
+    if policy == "skip":
+        assert np.isnan(y[bad]).all() and s.counted == 5997
+
+
+def test_summary_values_by_independent_means() -> None:
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.random(3000).astype(np.float32), np.float32([0.0, 0.5, 1.0, 1e-30, -2.0, 7.0])])
+    edges = default_edges("sigmoid", bins=10)
+    s = summarize_y(y, edges)
+    exact = sum((Fraction(float(v)) for v in y), Fraction(0)) / len(y)
+    assert s.mean_y_hat == float(exact)  # the exact mean, correctly rounded
+    counts, _ = np.histogram(y, bins=edges.astype(np.float64))  # numpy.histogram: last bin closed
+    assert s.hist[1:-1] == counts.tolist() and s.hist[0] == 1 and s.hist[-1] == 1
+    assert s.positives == int((y >= 0.5).sum()) and s.min_y_hat == -2.0 and s.max_y_hat == 7.0
+
+
+@settings(max_examples=8, deadline=None)
+@given(d=st.integers(1, 5), h=st.integers(1, 4), pair=st.sampled_from(PAIRS), seed=st.integers(0, 2**16),
+       n=st.integers(1, 300))
+def test_general_d_h_both_kernels(d: int, h: int, pair: tuple[str, str], seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    W1, b1, W2 = rng.normal(size=(d, h)), rng.normal(size=h), rng.normal(size=h)
+    b2 = float(rng.normal())
+    net = Network.from_arrays(W1, b1, W2, b2, *pair)
+    # the float32 network's own parameters, in float64, for the reference
+    t = {"W1": torch.from_numpy(net.W1).double(), "b1": torch.from_numpy(net.b1).double(),
+         "W2": torch.from_numpy(net.W2).double(), "b2": torch.tensor([net.b2], dtype=torch.float64)}
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    ref, scale = reference(X, *pair, t)
+    results = [ChunkKernel(net, default_edges(pair[1]), kernel=k)(X, 0) for k in KERNELS]
+    for y, _ in results:
+        assert_matches_forward(y, ref, scale)
+    assert all(s == summarize_y(y, default_edges(pair[1])) for y, s in results)
+
+
+def test_nonfinite_error_names_first_row() -> None:
+    net, _ = seed_net("relu", "sigmoid")
+    X = np.zeros((100, 3), np.float32)
+    X[42, 1] = np.nan
+    for kernel in KERNELS:
+        with pytest.raises(MlplabError, match="row 1042"):
+            ChunkKernel(net, default_edges("sigmoid"), "error", kernel)(X, 1000)
+
+
+def test_bad_arguments() -> None:
+    net, _ = seed_net("relu", "sigmoid")
+    with pytest.raises(MlplabError, match="policy"):
+        ChunkKernel(net, default_edges("sigmoid"), "ignore")
+    with pytest.raises(MlplabError, match="3 columns"):
+        ChunkKernel(net, default_edges("sigmoid"))(np.zeros((4, 2), np.float32), 0)
+    with pytest.raises(MlplabError, match="histogram"):
+        default_edges("sigmoid", lo=1.0, hi=0.0)
