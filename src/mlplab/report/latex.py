@@ -162,6 +162,28 @@ class Material:
         path = dest.relative_to(self.report).with_suffix("").as_posix()
         return "{\\small\\setlength{\\tabcolsep}{4pt}\\input{" + path + "}}\n"
 
+    def table_part(self, rel: str, label_part: str, what: str, how: str) -> str:
+        """One table out of a file holding several: the table whose `\\label` contains `label_part`.
+
+        The chunk and the matching entry of the JSON beside it (same position) are saved as a pair under
+        `results/report-tables/`, so the manifest check still pairs every report table with its numbers.
+        """
+        src = self.find(rel)
+        data = self.json(Path(rel).with_suffix(".json").as_posix()) if src is not None else None
+        if src is None or not isinstance(data, dict):
+            return self.not_produced(what, how)
+        chunks = re.findall(r"\\begin\{table\}.*?\\end\{table\}", src.read_text(encoding="utf-8"), flags=re.S)
+        entries = list(data.values())
+        for k, chunk in enumerate(chunks):
+            label = re.search(r"\\label\{([^}]*)\}", chunk)
+            if label and label_part in label.group(1) and k < len(entries):
+                stem = f"{src.stem}-{label_part}"
+                folder = ensure_dir(self.results / "report-tables")
+                atomic_write_text(folder / f"{stem}.tex", chunk + "\n")
+                atomic_write_json(folder / f"{stem}.json", {str(k): entries[k]})
+                return self.table(f"report-tables/{stem}.tex", what, how)
+        return self.not_produced(what, how)
+
     def fragment(self, rel: str | Iterable[str], what: str, how: str, demote: bool = False) -> str:
         """`\\input` of a LaTeX fragment (a derivation); `demote` turns its \\subsection into \\paragraph."""
         src = self.find(rel)
@@ -210,6 +232,8 @@ def _fit_tables(text: str) -> str:
     # Place each table where it is input ([H]) and shrink it to the line width when it is wider.
     text = re.sub(r"\\begin\{table\}(\[[a-zA-Z!]*\])?", lambda _m: "\\begin{table}[H]", text)
     text = text.replace("\\begin{tabular}", "\\begin{fitwidth}\\begin{tabular}")
+    # A row starting with "[" right after \\\\ or \\midrule would be read as their optional argument.
+    text = re.sub(r"^\[", "{}[", text, flags=re.M)
     return text.replace("\\end{tabular}", "\\end{tabular}\\end{fitwidth}")
 
 

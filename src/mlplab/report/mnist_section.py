@@ -9,7 +9,7 @@ comparison, one is built here from the runs' `summary.json` files and saved (JSO
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
+import re
 from typing import Any
 
 from mlplab.report.latex import Material, fmt_num, markdown_to_latex, tex
@@ -61,11 +61,11 @@ class MnistRuns:
             s = self.summaries[run]
             rows.append([label, _int(s.get("best_epoch")), _f(s.get("best_test_loss")), _f(s.get("test_loss")),
                          _f(s.get("best_test_accuracy")), _f(s.get("test_accuracy")),
-                         _f(s.get("train_loss", s.get("final_train_loss"))), _int(s.get("epochs_run")),
-                         bool(s.get("divergent", False)), _f(s.get("wall_time_s"))])
+                         _f(s.get("final_train_loss", s.get("train_loss"))), _int(s.get("epochs_run")),
+                         bool(s.get("divergent", False)), _f(s.get("train_time_s", s.get("wall_time_s")))])
         table = Table(f"MNIST: {title}", ["run", "best epoch", "best test loss", "final test loss",
                                           "best test acc.", "final test acc.", "final train loss", "epochs",
-                                          "divergent", "wall s"], rows, decimals=4,
+                                          "divergent", "train s"], rows, decimals=4,
                       caption=f"MNIST, {title.lower()}: best epoch, test loss and accuracy (best and final).",
                       label=f"tab:mnist-{name}")
         missing = [run for run, _ in runs if run not in self.summaries]
@@ -73,18 +73,31 @@ class MnistRuns:
         return self.m.write_table(table, f"mnist-{name}") + note
 
     def comparison(self, name: str, title: str, runs: tuple[tuple[str, str], ...]) -> str:
-        figure = self.m.figure([f"{self.rel}/**/*{name}*.pdf"],
+        figure = self.m.figure([f"{self.rel}/comparisons/{name}.pdf", f"{self.rel}/**/*{name}*.pdf"],
                                f"MNIST, {tex(title.lower())}: training and test loss per epoch.",
                                f"The {title.lower()} figure.", RUN3)
-        table = self.m.table([f"{self.rel}/**/*{name}*.tex"], f"The {title.lower()} table.", RUN3) \
-            if self.m.find([f"{self.rel}/**/*{name}*.tex"]) else self.summary_table(name, title, runs)
-        return figure + table + self._observations(name)
+        if self.m.find(f"{self.rel}/comparisons/comparisons.tex") is not None:
+            table = self.m.table_part(f"{self.rel}/comparisons/comparisons.tex", "mnist-" + name.replace("_", "-"),
+                                      f"The {title.lower()} table.", RUN3)
+        else:
+            table = self.summary_table(name, title, runs)
+        return figure + table + self._observations(title)
 
-    def _observations(self, name: str) -> str:
-        path = self.m.find([f"{self.rel}/**/*{name}*observations*.md", f"{self.rel}/**/observations*{name}*.md"])
+    def _observations(self, title: str) -> str:
+        path = self.m.find(f"{self.rel}/comparisons/observations.md")
         if path is None:
             return ""
-        return "\\facts{Observations computed from the runs:}\n" + markdown_to_latex(path.read_text()) + "\n"
+        sections = re.split(r"^## ", path.read_text(encoding="utf-8"), flags=re.M)
+        titles = {"Batch size": "Batch size", "Learning rate": "Learning rate",
+                  "Hidden sizes": "Hidden [512, 256, 128] against [16]",
+                  "Dropout with hidden [16]": "Hidden [16]: dropout 0.2 against none",
+                  "Logits against softmax": "Logits against softmax outputs"}
+        wanted = titles.get(title, title)
+        for section in sections[1:]:
+            head, _, body = section.partition("\n")
+            if head.strip() == wanted:
+                return "\\facts{Observations computed from the runs:}\n" + markdown_to_latex(body) + "\n"
+        return ""
 
     def best_epochs(self, runs: tuple[str, ...]) -> str:
         items = []
@@ -127,9 +140,14 @@ def section3(m: Material, mnist_rel: str, epochs: int | None) -> str:
                     "Baseline: training and test loss per epoch, with test accuracy.", "The baseline curves.", RUN3),
            runs.summary_table("baseline", "Baseline", (("baseline", "baseline"),)),
            question("2", "where overfitting begins and when to stop"),
-           (f"\\facts{{Best epoch of the baseline: {fmt_num(base.get('best_epoch'))}, test loss there "
-            f"{fmt_num(_f(base.get('best_test_loss')))}; the method is documented with the code "
-            "(Appendix~\\ref{app:code}) and follows the criteria of \\citet{prechelt1998early}.}")
+           (f"\\facts{{Best epoch of the baseline: {fmt_num(base.get('best_epoch'))} of "
+            f"{fmt_num(base.get('epochs_run'))} (chosen on the {tex(str(base.get('selection', 'test')))} loss), "
+            f"test loss there {fmt_num(_f(base.get('test_loss_at_best_epoch', base.get('best_test_loss'))))}; "
+            f"onset of overfitting: "
+            + (f"epoch {fmt_num(base.get('onset_epoch'))}" if base.get("onset_epoch") else "not detected in these "
+               "epochs")
+            + ". The rule is documented with the code (\\texttt{mlplab/mnist/best\\_epoch.py}, "
+            "Appendix~\\ref{app:code}) and builds on the criteria of \\citet{prechelt1998early}.}")
            if base else m.not_produced("The baseline run.", RUN3),
            "\\studentanswer{Where does overfitting begin, how do you choose the stopping epoch on a noisy test "
            "curve, and why is choosing it on the test set optimistic?}",
@@ -149,7 +167,7 @@ def section3(m: Material, mnist_rel: str, epochs: int | None) -> str:
            "input vector.}",
            "\\studentanswer{Can it be changed? Explain.}",
            question("9--10", "parameter counts"),
-           _param_tables(m),
+           _param_tables(m, mnist_rel),
            question("11", "the small network against the baseline"),
            runs.comparison("capacity", *comp["capacity"]),
            "\\studentanswer{How does reducing the hidden units affect capacity, convergence and generalization?}",
@@ -165,15 +183,27 @@ def section3(m: Material, mnist_rel: str, epochs: int | None) -> str:
            question("14", "the role of the softmax"),
            "\\studentanswer{Explain the softmax in multi-class classification.}",
            question("15", "a softmax appended to the network"),
-           m.table([f"{mnist_rel}/**/*softmax*logit*.tex", f"{mnist_rel}/**/*logits*.tex"],
-                   "The logits-against-probabilities table.", RUN3),
+           m.table([f"{mnist_rel}/comparisons/softmax.tex"], "The logits-against-probabilities table.", RUN3),
+           _softmax_notes(m, mnist_rel),
            runs.comparison("softmax", *comp["softmax"]),
            question("16", "logits against probabilities"),
            "\\studentanswer{Discuss raw logits against probability distributions.}"]
     return "\n".join(out)
 
 
-def _param_tables(m: Material) -> str:
+def _softmax_notes(m: Material, mnist_rel: str) -> str:
+    path = m.find(f"{mnist_rel}/comparisons/observations.md")
+    if path is None:
+        return ""
+    _, _, body = path.read_text(encoding="utf-8").partition("## Logits and softmax")
+    body = body.split("\n## ")[0]
+    return ("\\facts{Computed from the baseline model:}\n" + markdown_to_latex(body) + "\n") if body.strip() else ""
+
+
+def _param_tables(m: Material, mnist_rel: str) -> str:
+    found = m.find([f"{mnist_rel}/comparisons/parameters.tex"])
+    if found is not None:  # the sweep's table has the closed form and the model's own count side by side
+        return m.table([found.relative_to(m.results).as_posix()], "The parameter table.", RUN3)
     out = []
     for stem, hidden in (("params-default", [512, 256, 128]), ("params-hidden16", [16])):
         layers = param_count(784, hidden, 10)
@@ -185,8 +215,4 @@ def _param_tables(m: Material) -> str:
                               "units has a*b weights and b biases.",
                       label=f"tab:{stem}", rules_after=[len(rows) - 2])
         out.append(m.write_table(table, stem))
-    found = m.find(["mnist/**/*param*.tex"])
-    if found is not None:
-        out.append("The model's own count (from \\texttt{mlplab}'s MLP):")
-        out.append(m.table([Path(found).relative_to(m.results).as_posix()], "The parameter table.", RUN3))
     return "\n".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 import time
 import traceback
@@ -50,6 +51,7 @@ class Step:
     settings: dict[str, Any] = field(default_factory=dict)
     always: bool = False  # run even when finished before (the report: cheap, depends on everything)
     needs: tuple[str, ...] = ()  # steps that must have succeeded in this run or before
+    tick_s: float | None = None  # how long the bar may creep during the step (default: its estimate)
 
     @property
     def fingerprint(self) -> str:
@@ -163,6 +165,11 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} est. s [{elapsed}<{remaining}]")
     ok: set[str] = {s.name for s in steps if s.name not in todo}
     outcomes: list[Outcome] = []
+    if progress:  # lines printed under a live bar must go through tqdm, or they garble it
+        def log(message: str) -> None:
+            tqdm.write(message, file=sys.stderr)
+
+    base = 0.0  # bar position when the current step started: the estimates of the steps before it
     try:
         for i, step in enumerate(steps, 1):
             head = f"[{i}/{len(steps)}] {step.name}"
@@ -174,11 +181,14 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
             if missing:
                 outcomes.append(Outcome(step.name, "blocked", message=f"needs {', '.join(missing)}"))
                 log(f"{head}: not run, it needs {', '.join(missing)}")
-                bar.update(step.estimate_s)
+                base += step.estimate_s
+                _advance(bar, base)
                 continue
             log(f"{head}: {step.title} (estimate {format_duration(step.estimate_s)})")
             bar.set_description(step.name)
-            outcome = _run_one(step, state, bar)
+            outcome = _run_one(step, state, bar, base)
+            base += step.estimate_s
+            _advance(bar, base)
             outcomes.append(outcome)
             if outcome.status == "done":
                 ok.add(step.name)
@@ -190,18 +200,22 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
     return outcomes
 
 
-def _run_one(step: Step, state: PlanState, bar: Any) -> Outcome:
-    # A ticker thread moves the bar with elapsed time (capped at 95% of the estimate) so long steps show life.
+def _advance(bar: Any, position: float) -> None:
+    # Absolute positions, only forward: a step that ran long never makes the bar go back or pass 100%.
+    target = min(round(position, 1), bar.total)
+    if target > bar.n:
+        bar.update(target - bar.n)
+
+
+def _run_one(step: Step, state: PlanState, bar: Any, base: float) -> Outcome:
+    # A ticker thread moves the bar with elapsed time (capped at 95% of the step's budget) so long steps show life.
     start = time.perf_counter()
     stop = threading.Event()
-    shown = [0.0]
+    budget = 0.95 * (step.tick_s if step.tick_s is not None else step.estimate_s)
 
     def tick() -> None:
         while not stop.wait(1.0):
-            target = min(time.perf_counter() - start, 0.95 * step.estimate_s)
-            if target > shown[0]:
-                bar.update(target - shown[0])
-                shown[0] = target
+            _advance(bar, base + min(time.perf_counter() - start, budget))
 
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()
@@ -219,7 +233,6 @@ def _run_one(step: Step, state: PlanState, bar: Any) -> Outcome:
     finally:
         stop.set()
         ticker.join()
-        bar.update(max(step.estimate_s - shown[0], 0.0))
     wall = time.perf_counter() - start
     state.record(step, output, wall)
     return Outcome(step.name, "done", wall)

@@ -7,11 +7,15 @@ its own folder, so a quick run never passes for a full one) and the state file. 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from mlplab.errors import MlplabError
 from mlplab.report import parts
 from mlplab.report.plan import Step, StepOutput, StepUnavailable
 
@@ -89,15 +93,13 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
     steps.append(Step("mnist-data", "MNIST in the cache (fetched when missing)",
                       MNIST_CHECK_S + (0.0 if ready or not settings.fetch else MNIST_FETCH_S),
                       lambda: _mnist_data(settings, log), {"data_dir": str(settings.data_dir or "")}))
-    steps += _mnist_steps(settings)
+    steps += _mnist_steps(settings, log)
     steps.append(Step("report", "The LaTeX report" + (" and report.pdf" if settings.pdf else ""),
                       REPORT_S + (PDF_S if settings.pdf else 0.0), report_step, {}, always=True))
     if settings.only:
         known = {s.name for s in steps} | {"mnist"}
         unknown = [n for n in settings.only if n not in known]
         if unknown:
-            from mlplab.errors import MlplabError
-
             raise MlplabError(f"unknown step(s) {', '.join(unknown)} for --only",
                               hint="choose from " + ", ".join(s.name for s in steps) + " (or mnist for all MNIST)")
         wanted = set(settings.only)
@@ -125,5 +127,108 @@ def _mnist_data(settings: Settings, log: Callable[[str], None]) -> StepOutput:
     return StepOutput(info={"fetched": True, "data_dir": str(folder)})
 
 
-def _mnist_steps(settings: Settings) -> list[Step]:
-    return []
+def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
+    try:
+        experiments = parts.lookup("mlplab.mnist.experiments", "select_experiments")
+        sweep = importlib.import_module("mlplab.mnist.sweep")
+    except (StepUnavailable, ImportError) as exc:
+        msg = str(exc)
+
+        def unavailable() -> StepOutput:
+            raise StepUnavailable(f"the MNIST experiments are not available ({msg})")
+        return [Step("mnist-runs", "MNIST experiments", 0.0, unavailable, needs=("mnist-data",))]
+    epochs = int(settings.value("mnist_epochs"))
+    names = list(settings.value("experiments") or ["all"])
+    plans = sweep.plan_sweep(experiments(names), settings.mnist_dir, epochs=epochs)
+    pending = [p for p in plans if p.state != "done"]
+    n_jobs, threads = sweep.choose_jobs(max(1, len(pending)), settings.jobs)
+    factor = _calibration(settings.results_dir)
+    cost = {p.name: RUN_OVERHEAD_S + factor * sweep.estimated_cost(p.config) for p in plans}
+    batch = _MnistBatch(sweep, [p for p in pending], settings, n_jobs, threads, log)
+    steps = []
+    for plan in plans:
+        parallel = n_jobs > 1 and plan in pending
+        leader = parallel and plan is pending[0]
+        steps.append(Step(
+            f"mnist-{plan.name}", f"MNIST {plan.name}, {epochs} epoch(s)" + (" (in parallel)" if parallel else ""),
+            cost[plan.name] / n_jobs if parallel else cost[plan.name], partial(batch.run, plan),
+            {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
+            tick_s=sum(cost[p.name] for p in pending) / n_jobs if leader else None))
+    steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
+                      MNIST_COMPARE_S, lambda: _mnist_compare(settings), {"epochs": epochs, "runs": names},
+                      needs=("mnist-data",), always=True))
+    return steps
+
+
+MNIST_COMPARE_S = 15.0
+DEFAULT_CALIBRATION = 0.6  # wall seconds per unit of mlplab.mnist.sweep.estimated_cost (2-core CPU)
+RUN_OVERHEAD_S = 15.0  # per MNIST run: start-up, loading MNIST, evaluation
+
+
+def _calibration(results_dir: Path) -> float:
+    # Measured speed beats a guess: scale the sweep's cost model by the finished runs found under results/.
+    try:
+        sweep = importlib.import_module("mlplab.mnist.sweep")
+        config_mod = importlib.import_module("mlplab.mnist.config")
+    except ImportError:
+        return DEFAULT_CALIBRATION
+    ratios = []
+    for summary_path in sorted((results_dir / "mnist").glob("*/*/summary.json"))[:20]:
+        try:
+            summary = json.loads(summary_path.read_text())
+            raw = json.loads((summary_path.parent / "config.json").read_text())
+            config = config_mod.config_from_dict(raw)
+            wall = float(summary.get("train_time_s") or 0.0)
+            model = sweep.estimated_cost(config) * int(summary.get("epochs_run") or 0) / config.training.num_epochs
+        except Exception:  # any unreadable or older run: just not used for calibration
+            continue
+        if wall > 0 and model > 0:
+            ratios.append(wall / model)
+    return sorted(ratios)[len(ratios) // 2] if ratios else DEFAULT_CALIBRATION
+
+
+class _MnistBatch:
+    """Runs pending MNIST experiments: one at a time per step, or all at once (`jobs` > 1) on the first step."""
+
+    def __init__(self, sweep: Any, pending: list[Any], settings: Settings, jobs: int, threads: int,
+                 log: Callable[[str], None]) -> None:
+        self.sweep, self.pending, self.settings = sweep, pending, settings
+        self.jobs, self.threads, self.log = jobs, threads, log
+        self.summaries: dict[str, dict[str, Any]] = {}
+        self.error: str | None = None
+        self.started = False
+
+    def options(self) -> Any:
+        return self.sweep.SweepOptions(data_dir=self.settings.data_dir, progress=False)
+
+    def run(self, plan: Any) -> StepOutput:
+        if self.jobs > 1 and plan in self.pending:
+            if not self.started:
+                self.started = True
+                self.log(f"MNIST: {len(self.pending)} runs, {self.jobs} at a time with {self.threads} thread(s) each")
+                try:
+                    self.sweep.run_sweep(self.pending, self.options(), jobs=self.jobs, on_done=self._done)
+                except MlplabError as exc:
+                    self.error = str(exc)
+            if plan.name not in self.summaries:
+                raise MlplabError(f"MNIST run {plan.name} did not finish: {self.error or 'no summary written'}",
+                                  hint="run the same command again; finished runs are kept, others resume")
+            summary = self.summaries[plan.name]
+        else:
+            summary = self.sweep.execute(plan, self.options(), self.threads)
+        files = [plan.run_dir / "summary.json"]
+        return StepOutput(files=files, info={k: v for k, v in summary.items() if k not in ("history", "stopping")})
+
+    def _done(self, plan: Any, summary: dict[str, Any]) -> None:
+        self.summaries[plan.name] = summary
+        if plan.state != "done":
+            self.log(f"MNIST {plan.name} finished: {summary.get('epochs_run')} epochs, test accuracy "
+                     f"{summary.get('test_accuracy')}" + (", divergent" if summary.get("divergent") else ""))
+
+
+def _mnist_compare(settings: Settings) -> StepOutput:
+    write = parts.lookup("mlplab.mnist.compare", "write_comparisons")
+    out = settings.mnist_dir / "comparisons"
+    result = write(settings.mnist_dir, out, data_dir=settings.data_dir)
+    paths = result[2] if isinstance(result, tuple) and len(result) == 3 else []
+    return StepOutput(files=[Path(p) for p in paths])
