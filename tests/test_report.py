@@ -79,7 +79,7 @@ def test_unavailable_part_and_unexpected_bug_are_reported_not_raised(tmp_path):
 
     out = run_plan([Step("m", "missing", 1, missing), Step("z", "bug", 1, buggy)], PlanState(tmp_path),
                    progress=False)
-    assert [(o.status, o.message) for o in out][0] == ("unavailable", "not built yet")
+    assert (out[0].status, out[0].message) == ("unavailable", "not built yet")
     assert out[1].status == "failed" and "ZeroDivisionError" in out[1].message
     assert "ZeroDivisionError" in (tmp_path / "logs" / "z.log").read_text()
 
