@@ -65,6 +65,10 @@ def test_row_result_independent_of_chunking(kernel: str) -> None:
         for _, s in parts:
             merged = merged.merge(s)
         assert merged == (s_whole if n == len(X) else k(X[:n], 0)[1])
+    split = ChunkKernel(k.net, k.edges, kernel=kernel, threads=3)  # parts on threads: same bits
+    y3, s3 = split(X, 0)
+    np.testing.assert_array_equal(y3.view(np.uint32), whole.view(np.uint32))
+    assert s3 == s_whole
 
 
 @pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")

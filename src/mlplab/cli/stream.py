@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--bins", type=int, default=20, help="histogram bins (default 20)")
     p.add_argument("--hist-range", default=None, metavar="LO,HI", help="histogram range (default by sigma_2)")
     p.add_argument("--prefetch", type=int, default=2, help="chunks read ahead (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="compute threads of the native kernel (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     p.set_defaults(func=_run)
@@ -71,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         out=args.out, resume=args.resume, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
         nonfinite=args.nonfinite, write_predictions=args.write_predictions, device=args.device,
         kernel=args.kernel, columns=args.columns, seed=args.seed, bins=args.bins,
-        hist_range=_hist_range(args.hist_range), prefetch=args.prefetch,
+        hist_range=_hist_range(args.hist_range), prefetch=args.prefetch, threads=args.threads,
         progress=False if args.no_progress else None)
     if args.json:
         print(json.dumps(result.to_json()))

@@ -8,6 +8,7 @@ row alone (never on where a chunk starts), so summaries are identical for any ch
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +99,7 @@ class ChunkKernel:
     """
 
     def __init__(self, net: Network, edges: np.ndarray, nonfinite: str = "error", kernel: str = "auto",
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", threads: int = 1) -> None:
         if nonfinite not in POLICIES:
             raise MlplabError(f"unknown --nonfinite policy {nonfinite!r}", hint="use error, skip or keep")
         if kernel not in ("auto", "native", "torch"):
@@ -112,6 +113,11 @@ class ChunkKernel:
                 raise MlplabError("the native kernel could not be compiled here (no C compiler?)",
                                   hint="use --kernel torch or set CC")
         self.name = "native" if self.native is not None else f"torch-{self.device.type}"
+        if threads < 1:
+            raise MlplabError(f"threads must be at least 1, got {threads}", hint="e.g. --threads 2")
+        # the native loop releases the GIL (ctypes), so parts of a chunk run on several cores at once
+        self.threads = threads if self.native is not None else 1
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mlplab-kernel") if self.threads > 1 else None
 
     def __call__(self, X: np.ndarray, row0: int, y: np.ndarray | None = None) -> tuple[np.ndarray, Summary]:
         """Process X (n, d) float32 whose first row is global row `row0`; returns y_hat (n,) and its summary."""
@@ -121,10 +127,17 @@ class ChunkKernel:
         n = X.shape[0]
         y = np.empty(n, np.float32) if y is None else y[:n]
         total = Summary(edges=[float(e) for e in self.edges])
-        for s in range(0, n, EXACT_BLOCK_ROWS):
-            part = slice(s, min(n, s + EXACT_BLOCK_ROWS))
-            run = self._native if self.native is not None else self._torch
-            total = total.merge(run(np.ascontiguousarray(X[part], dtype=np.float32), row0 + s, y[part]))
+        run = self._native if self.native is not None else self._torch
+        step = min(EXACT_BLOCK_ROWS, -(-n // self.threads) if self._pool is not None else EXACT_BLOCK_ROWS)
+        step = max(PAD, step + (-step) % PAD)  # parts start on a multiple of 64 rows
+        parts = [slice(s, min(n, s + step)) for s in range(0, n, step)]
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if self._pool is not None and len(parts) > 1:
+            summaries = list(self._pool.map(lambda p: run(X[p], row0 + p.start, y[p]), parts))
+        else:
+            summaries = [run(X[p], row0 + p.start, y[p]) for p in parts]
+        for part_summary in summaries:  # exact merge: the split changes nothing in the result
+            total = total.merge(part_summary)
         return y, total
 
     def _native(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:

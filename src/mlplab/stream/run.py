@@ -51,7 +51,8 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
                engine: str = "local", workers: int = 2, scheduler: str | None = None, nonfinite: str = "error",
                write_predictions: bool = False, device: str = "cpu", kernel: str = "auto",
                columns: int | None = None, seed: int = 0, bins: int = 20,
-               hist_range: tuple[float, float] | None = None, prefetch: int = 2, progress: bool | None = None,
+               hist_range: tuple[float, float] | None = None, prefetch: int = 2, threads: int = 1,
+               progress: bool | None = None,
                on_shard: Callable[[int, Summary], None] | None = None,
                on_client: Callable[[Any], None] | None = None) -> StreamResult:
     """Run the problem's network over SOURCE in chunks; return the merged summary and timing.
@@ -80,7 +81,7 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     lo, hi = hist_range if hist_range is not None else (None, None)
     edges = default_edges(act2, bins, lo, hi)
     src = open_source(source, d=net.d, columns=columns, seed=seed)
-    kern = ChunkKernel(net, edges, nonfinite, kernel, dev)
+    kern = ChunkKernel(net, edges, nonfinite, kernel, dev, threads)
     ranges = plan_shards(src.rows, shard_rows)
     shards = [Shard(i, a, b) for i, (a, b) in enumerate(ranges)]
     config = {"source": src.fingerprint(), "problem": prob.to_json(), "activations": [act1, act2],

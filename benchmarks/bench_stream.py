@@ -1,0 +1,177 @@
+"""Streaming forward pass against the read roofline, cold and warm cache, peak memory, and Dask scaling.
+
+    .venv/bin/python benchmarks/bench_stream.py [--rows 5e7] [--chunk-rows 1048576] [--quick]
+
+Roofline = a plain NumPy pass that only sums the same chunks of the same file, read the same way
+(`os.preadv` into a reused buffer) and, as a second reference, through `np.load(mmap_mode="r")`.
+Cold cache = the file's pages dropped with posix_fadvise(POSIX_FADV_DONTNEED) before the pass (works
+without root for clean pages; a hypervisor's own cache below the VM may still serve them).
+Peak RSS is measured in fresh subprocesses (ru_maxrss) at N = 1e6, 1e7, 1e8 synthetic rows.
+Prints ratios; nothing here is asserted (timings depend on the machine and its load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.stream import run_stream
+from mlplab.stream.sources import open_source, parse_count
+
+ACTS = "relu,sigmoid"
+
+
+def drop_cache(path: Path) -> bool:
+    """Ask the kernel to forget the file's cached pages; False where that is not possible."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return True
+
+
+def roofline_pread(path: Path, chunk_rows: int) -> float:
+    src = open_source(str(path), d=3)
+    buf = np.empty((chunk_rows, 3), np.float32)
+    t = time.perf_counter()
+    total = 0.0
+    for s in range(0, src.rows, chunk_rows):
+        total += float(src.read(s, min(src.rows, s + chunk_rows), buf).sum())
+    return src.rows / (time.perf_counter() - t)
+
+
+def roofline_mmap(path: Path, chunk_rows: int) -> float:
+    X = np.load(path, mmap_mode="r")
+    t = time.perf_counter()
+    total = 0.0
+    for s in range(0, X.shape[0], chunk_rows):
+        total += float(X[s:s + chunk_rows].sum())
+    return X.shape[0] / (time.perf_counter() - t)
+
+
+def engine(source: str, chunk_rows: int, **kw: object) -> float:
+    r = run_stream(source, ACTS, chunk_rows=chunk_rows, progress=False, **kw)  # type: ignore[arg-type]
+    return r.rows_per_s
+
+
+def best(fn, repeats: int, before=None) -> float:  # type: ignore[no-untyped-def]
+    rates = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        rates.append(fn())
+    return max(rates)
+
+
+def peak_rss_mb(n: int, chunk_rows: int) -> float:
+    code = ("import resource, sys; from mlplab.stream import run_stream; "
+            f"r = run_stream('synthetic:{n}', '{ACTS}', chunk_rows={chunk_rows}, progress=False); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="5e7", help="rows of the test file (12 bytes each; default 5e7 = 600 MB)")
+    ap.add_argument("--chunk-rows", type=int, default=1 << 20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--dir", default=None, help="folder for the test file (default: a temporary one)")
+    ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = ap.parse_args()
+    rows = parse_count("2e6" if args.quick else args.rows)
+    rss_sizes = [10**5, 10**6] if args.quick else [10**6, 10**7, 10**8]
+    chunk = args.chunk_rows
+    res: dict[str, object] = {"cpus": os.cpu_count(), "load_before": os.getloadavg(), "rows": rows, "chunk": chunk}
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; file {rows:.3g} rows "
+          f"({rows * 12 / 1e9:.2f} GB float32), chunk {chunk} rows")
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(tmp) / "X.npy"
+        X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, 3))
+        src = open_source(f"synthetic:{rows}", d=3)
+        for s in range(0, rows, 1 << 22):
+            src.read(s, min(rows, s + (1 << 22)), X[s:s + (1 << 22)])
+        X.flush()
+        del X
+
+        def cold() -> None:
+            drop_cache(path)
+
+        can_drop = drop_cache(path)
+        for mode, before in (("warm", None), ("cold", cold if can_drop else None)):
+            if mode == "warm":
+                roofline_pread(path, chunk)  # load the page cache
+            r_pread = best(lambda: roofline_pread(path, chunk), args.repeats, before)
+            r_mmap = best(lambda: roofline_mmap(path, chunk), args.repeats, before)
+            e = best(lambda: engine(str(path), chunk), args.repeats, before)
+            res[mode] = {"roofline_pread": r_pread, "roofline_mmap": r_mmap, "engine": e}
+            roof = max(r_pread, r_mmap)
+            print(f"{mode:5s} cache: roofline pread+sum {r_pread / 1e6:7.1f} M rows/s, mmap+sum "
+                  f"{r_mmap / 1e6:7.1f} M rows/s | engine {e / 1e6:7.1f} M rows/s = {e / roof:5.1%} of the "
+                  f"faster roofline" + ("" if mode == "warm" or can_drop else " (could not drop the cache)"))
+        e_2t = engine(str(path), chunk, threads=2)
+        res["warm_threads_2"] = e_2t
+        print(f"warm  cache: native kernel on 2 threads {e_2t / 1e6:7.1f} M rows/s")
+        e_torch = engine(str(path), chunk, kernel="torch")
+        res["warm_torch_kernel"] = e_torch
+        print(f"warm  cache: torch kernel (no native loop) {e_torch / 1e6:7.1f} M rows/s")
+
+        syn_n = min(rows, 10**7)
+        syn = open_source(f"synthetic:{syn_n}", d=3)
+        buf = np.empty((chunk, 3), np.float32)
+        t = time.perf_counter()
+        for s in range(0, syn_n, chunk):
+            syn.read(s, min(syn_n, s + chunk), buf).sum()
+        gen = syn_n / (time.perf_counter() - t)
+        e_syn = engine(f"synthetic:{syn_n}", chunk)
+        res["synthetic"] = {"generate_and_sum": gen, "engine": e_syn}
+        print(f"synthetic  : generate+sum {gen / 1e6:7.1f} M rows/s | engine {e_syn / 1e6:7.1f} M rows/s = "
+              f"{e_syn / gen:5.1%} (the normal generator, not the network, limits this source)")
+
+        shard = max(chunk, rows // 8)
+        local = engine(str(path), chunk, shard_rows=shard)
+        line = [f"engines (warm, {rows // shard} shards): local {local / 1e6:.1f} M rows/s"]
+        res["dask"] = {"local": local}
+        for w in (1, 2):
+            ready: list[float] = []
+            t0 = time.perf_counter()
+            r = run_stream(str(path), ACTS, chunk_rows=chunk, shard_rows=shard, engine="dask", workers=w,
+                           progress=False, on_client=lambda _c, ready=ready: ready.append(time.perf_counter()))
+            wall = time.perf_counter() - t0
+            after_start = r.summary.rows / (wall - (ready[0] - t0))
+            res["dask"][f"workers_{w}"] = {"rows_per_s_after_start": after_start, "wall_s": wall,  # type: ignore[index]
+                                           "startup_s": ready[0] - t0}
+            line.append(f"dask {w} worker{'s' if w > 1 else ''} {after_start / 1e6:.1f} M rows/s "
+                        f"({after_start / local:.2f}x local; +{ready[0] - t0:.1f} s cluster start)")
+        print("; ".join(line))
+
+    rss = {}
+    for n in rss_sizes:
+        rss[n] = peak_rss_mb(n, chunk)
+    res["peak_rss_mb"] = rss
+    print("peak RSS   : " + ", ".join(f"N={n:.0e}: {mb:.0f} MB" for n, mb in rss.items())
+          + f" (ratio largest/smallest {rss[rss_sizes[-1]] / rss[rss_sizes[0]]:.2f})")
+    res["load_after"] = os.getloadavg()
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other jobs share these CPUs)")
+    print(f"own CPU time: {resource.getrusage(resource.RUSAGE_SELF).ru_utime:.1f} s user")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
