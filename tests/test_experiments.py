@@ -162,8 +162,8 @@ def test_comparison_table_rows_come_from_the_runs(lr_runs: dict[str, RunResult])
 def test_observations_state_divergence_overfitting_and_the_best(lr_runs: dict[str, RunResult]) -> None:
     notes = observations(get_comparison("learning_rate"), lr_runs)
     assert notes[0] == "lr1 (lr=1) diverged in epoch 3 at batch 17 (loss nan) and was stopped there."
-    assert any(n.startswith("baseline (lr=0.001): test loss lowest at epoch 3 (0.25), 0.35 at epoch 5")
-               and "overfitting begins after epoch 3" in n for n in notes)
+    assert ("baseline (lr=0.001): overfitting onset at epoch 3 (rule: lowest test loss); test loss lowest at "
+            "epoch 3 (0.25), 0.35 at epoch 5; training loss fell from 0.2 to 0.05 after the onset.") in notes
     assert any(n.startswith("lr0.00001") and "did not rise" in n for n in notes)
     assert "Lowest test loss: baseline (lr=0.001), 0.25 at epoch 3." in notes
     assert "Highest test accuracy: baseline (lr=0.001), 0.96 (the same run)." in notes

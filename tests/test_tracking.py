@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import struct
@@ -13,7 +14,11 @@ import torch
 
 from mlplab.errors import MlplabError
 from mlplab.mnist import tracking
+from mlplab.mnist.config import resolve_config
+from mlplab.mnist.data import MnistSplit
+from mlplab.mnist.runstore import RunStore
 from mlplab.mnist.tracking import TensorBoardTracker, WandbTracker, make_trackers
+from mlplab.mnist.train import train_run
 
 METRICS = [{"train_loss": 2.0, "test_loss": 1.5, "test_accuracy": 0.25},
            {"train_loss": 1.0, "test_loss": 1.25, "test_accuracy": 0.5},
@@ -86,10 +91,35 @@ def test_tensorboard_tracker_writes_event_files_that_tensorboard_reads(tmp_path:
                                    torch.tensor([m[key] for m in METRICS], dtype=torch.float64), rtol=0, atol=0)
 
 
-def test_wandb_tracker_writes_an_offline_run_with_config_history_and_summary(tmp_path: Path,
-                                                                            wandb_sandbox: None) -> None:
+def _tiny_data() -> tuple[MnistSplit, MnistSplit]:
+    g = torch.Generator().manual_seed(0)
+    splits = []
+    for n in (192, 96):
+        y = torch.randint(0, 10, (n,), generator=g)
+        X = 0.5 * torch.randn(n, 784, generator=g)
+        X[torch.arange(n), y] += 3.0  # separable: class k lights up pixel k
+        splits.append(MnistSplit(X, y))
+    return splits[0], splits[1]
+
+
+def test_a_short_training_run_writes_tensorboard_events_and_an_offline_wandb_run(tmp_path: Path,
+                                                                                wandb_sandbox: None) -> None:
     run_dir = tmp_path / "run"
-    _drive(WandbTracker(), run_dir)
+    config = resolve_config(overrides=["model.hidden_sizes=[16]", "training.num_epochs=2", "training.batch_size=32"])
+    summary = train_run(config, *_tiny_data(), RunStore(run_dir), progress=False,
+                        trackers=make_trackers(["tensorboard", "wandb"]), run_name="tiny")
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    expected = {key: [float(r[key]) for r in rows] for key in ("train_loss", "test_loss", "test_accuracy")}
+
+    # TensorBoard: one scalar per metric and epoch, as stored in float32.
+    scalars = read_tensorboard(run_dir / "tensorboard")
+    for key, values in expected.items():
+        assert [step for step, _ in scalars[key]] == [1, 2]
+        torch.testing.assert_close(torch.tensor([v for _, v in scalars[key]], dtype=torch.float64),
+                                   torch.tensor(values, dtype=torch.float64), rtol=1e-6, atol=0)
+
+    # W&B: one offline run on this machine, nothing synced; config, history and summary read back from its log.
     offline = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1, "offline mode keeps the run on this machine, ready for `wandb sync`"
     assert not list((run_dir / "wandb").glob("run-*")), "an online run folder means something was sent"
@@ -98,25 +128,21 @@ def test_wandb_tracker_writes_an_offline_run_with_config_history_and_summary(tmp
     kinds = [r.WhichOneof("record_type") for r in records]
     assert "run" in kinds and "exit" in kinds
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
-    assert run.display_name == "demo"
-    config = {u.key: json.loads(u.value_json) for u in run.config.update}
-    assert config["training"] == {"batch_size": 6}
-    assert config["model"] == {"hidden_sizes": [16]}
-    history = []
-    for r in records:
-        if r.WhichOneof("record_type") == "history":
-            history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item})
-    assert [h["epoch"] for h in history] == [1, 2, 3]
-    for key in ("train_loss", "test_loss", "test_accuracy"):
+    assert run.display_name == "tiny"
+    logged_config = {u.key: json.loads(u.value_json) for u in run.config.update}
+    assert logged_config["model"]["hidden_sizes"] == [16] and logged_config["training"]["batch_size"] == 32
+    history = [{"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for key, values in expected.items():
         torch.testing.assert_close(torch.tensor([h[key] for h in history], dtype=torch.float64),
-                                   torch.tensor([m[key] for m in METRICS], dtype=torch.float64), rtol=0, atol=0)
-    summary: dict[str, Any] = {}
+                                   torch.tensor(values, dtype=torch.float64), rtol=1e-12, atol=0)
+    logged: dict[str, Any] = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
-            summary.update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in r.summary.update})
-    assert summary["best_epoch"] == 2 and summary["epochs_run"] == 3 and summary["divergent"] is False
-    assert summary["final_nan"] == "nan"
-    assert "history" not in summary
+            logged.update({"/".join(u.nested_key) or u.key: json.loads(u.value_json) for u in r.summary.update})
+    for key in ("epochs_run", "best_epoch", "divergent", "parameters", "test_accuracy"):
+        assert logged[key] == summary[key], key
 
 
 def test_make_trackers_builds_by_name_and_rejects_unknown_names() -> None:

@@ -178,9 +178,12 @@ def observations(comparison: Comparison, runs: Mapping[str, RunResult]) -> list[
         if onset is not None and onset <= len(test):
             train = run.series("train_loss")
             low = _argmin(test)
-            notes.append(f"{run.name} ({label}): test loss lowest at epoch {low} ({_fmt(test[low - 1])}), "
-                         f"{_fmt(test[-1])} at epoch {len(test)} while training loss fell from "
-                         f"{_fmt(train[onset - 1])} to {_fmt(train[-1])}: overfitting begins after epoch {onset}.")
+            trend = "fell" if train[-1] < train[onset - 1] else "rose"
+            rule = "minimum of the centred moving average" if "onset_epoch" in run.summary else \
+                "rule: lowest test loss"
+            notes.append(f"{run.name} ({label}): overfitting onset at epoch {onset} ({rule}); test loss "
+                         f"lowest at epoch {low} ({_fmt(test[low - 1])}), {_fmt(test[-1])} at epoch {len(test)}; "
+                         f"training loss {trend} from {_fmt(train[onset - 1])} to {_fmt(train[-1])} after the onset.")
         elif run.best_epoch is not None:
             notes.append(f"{run.name} ({label}): best epoch {run.best_epoch} of {len(test)}; the test loss did not "
                          f"rise against a falling training loss by the last epoch.")
@@ -271,7 +274,7 @@ def softmax_table(logits: torch.Tensor, probabilities: torch.Tensor, labels: tor
     rows: list[list[Any]] = []
     for i, idx in enumerate(indices):
         for kind, values in zip(kinds, (logits[i], probabilities[i])):
-            total = float(values.sum()) if kind == kinds[1] else None
+            total = float(values.sum()) if kind != "logits" else None  # a sum is meaningful for probabilities
             rows.append([int(idx), int(labels[i]), kind, *(float(v) for v in values), total, int(values.argmax())])
     return Table(title, ["image", "label", "output", *map(str, range(classes)), "sum", "argmax"], rows,
                  decimals=3, rules_after=list(range(1, len(rows), 2)))
