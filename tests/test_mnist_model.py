@@ -77,7 +77,7 @@ def test_manual_backward_equals_float64_autograd(hidden, p, softmax_output, n):
     X = torch.randn(n, 11, dtype=torch.float64)
     y = torch.randint(0, 4, (n,))
     loss = engine.step(X, y)
-    masks = [m.clone() for m in engine.masks]
+    masks = engine.dropout_masks()
     assert len(masks) == (len(hidden) if p > 0 else 0)
     for m in masks:  # inverted dropout: kept units scaled by 1/(1-p)
         assert set(torch.unique(m).tolist()) <= {0.0, 1 / (1 - p)}
@@ -103,5 +103,5 @@ def test_dropout_keeps_the_expected_fraction():
     model = MLP(20, [4000], 2, 0.2)
     engine = ManualBackprop(model, 50, torch.Generator().manual_seed(0))
     engine.step(torch.randn(50, 20), torch.zeros(50, dtype=torch.long))
-    kept = (engine.masks[0] > 0).double().mean().item()
+    kept = (engine.dropout_masks()[0] > 0).double().mean().item()
     assert abs(kept - 0.8) < 0.005  # 200,000 Bernoulli(0.8) draws: standard error 0.0009

@@ -203,3 +203,34 @@ def test_cli_json_last_line(tmp_path, monkeypatch, capsys):
     assert main(argv) == 2  # the folder holds a run now: one line, exit 2
     assert "already holds a run" in capsys.readouterr().err
     assert main([*argv[:-2], "--resume", "--no-progress"]) == 0
+
+
+def test_fused_adam_shortcut_equals_optimizer_step():
+    from mlplab.mnist.backprop import ManualBackprop
+    from mlplab.mnist.train import FusedAdamStep, make_optimizer
+
+    config = cfg()
+    models, optimizers = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(build_model(config))
+        optimizers.append(make_optimizer("adam", models[-1].parameters(), 0.01))
+    engines = [ManualBackprop(m, 32, torch.Generator().manual_seed(5)) for m in models]
+    fast = None
+    for step in range(4):
+        index = torch.arange(step * 32, (step + 1) * 32)
+        for engine in engines:
+            engine.step_indices(TRAIN.images, TRAIN.labels, index)
+        optimizers[0].step()
+        if fast is None:
+            optimizers[1].step()
+            assert FusedAdamStep.applies(optimizers[1])
+            fast = FusedAdamStep(optimizers[1])
+        else:
+            fast()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sa, sb = optimizers[0].state_dict()["state"], optimizers[1].state_dict()["state"]
+    for i in sa:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(sa[i][key], sb[i][key], rtol=0, atol=0)

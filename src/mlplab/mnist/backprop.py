@@ -9,8 +9,11 @@ and backwards, with dz_L = (softmax(z_L) − onehot(y)) / n:
 
     dW_k = dZ_kᵀ A_{k-1},   db_k = Σ_i dZ_k,   dA_{k-1} = dZ_k W_k,   dZ_{k-1} = dA_{k-1} ⊙ M_{k-1} ⊙ [A_{k-1} > 0]
 
-([A > 0] equals [Z > 0] wherever the mask is non-zero, and where it is zero the product is zero anyway, so the
-ReLU gate needs no extra buffer.) With `softmax_output` the loss is the cross-entropy of the probabilities
+To save passes over memory (at batch 6400 each elementwise pass over a layer costs as much as a tenth of its
+matrix products), the buffers hold A'_k = relu(Z_k) ⊙ m_k with a 0/1 mask m_k, and the scale s = 1/(1-p) is
+folded into the matrix products as their `alpha`: Z_{k+1} = s·A'_k W_{k+1}ᵀ + b, dW_{k+1} = s·dZ_{k+1}ᵀ A'_k,
+dA'_k = s·dZ_{k+1} W_{k+1}. Then dZ_k = dA'_k ⊙ m_k ⊙ [Z_k > 0] = dA'_k ⊙ [A'_k > 0], a single ReLU-gate pass
+that needs neither the mask nor Z_k again. With `softmax_output` the loss is the cross-entropy of the probabilities
 s = softmax(z_L), as `F.cross_entropy(model(X), y)` computes it: ds = (softmax(s) − onehot) / n and
 dz_L = s ⊙ (ds − Σ_j ds_j s_j).
 
@@ -33,7 +36,7 @@ class ManualBackprop:
     """Computes the loss and writes the gradients into each parameter's `.grad` (then call `optimizer.step()`).
 
     Dropout masks are drawn from `generator` (on the model's device), so a run is reproducible and resumable
-    from the generator's state. `masks` holds the masks of the last step (for tests).
+    from the generator's state; `dropout_masks()` returns the last step's (for tests).
 
     >>> torch.manual_seed(0); model = MLP(4, [3], 2, 0.0)
     >>> engine = ManualBackprop(model, batch_size=5, generator=torch.Generator().manual_seed(0))
@@ -76,35 +79,38 @@ class ManualBackprop:
     def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Forward and backward on one batch X (n, d), y (n,); returns the mean loss (0-dim, on device)."""
         n = X.shape[0]
-        A = [X]
+        A = [X]  # A[0] = X, then A'_k (unscaled masked activations)
         self.masks = []
-        keep_scale = 1.0 / (1.0 - self.p)
+        s = 1.0 / (1.0 - self.p)
         for k, layer in enumerate(self.layers[:-1]):
             Z = self._Z[k][:n]
-            torch.addmm(layer.bias, A[-1], layer.weight.t(), out=Z)  # Z_k (n, n_k)
-            Z.relu_()
+            torch.addmm(layer.bias, A[-1], layer.weight.t(), alpha=s if k > 0 else 1.0, out=Z)  # Z_k (n, n_k)
             if self.p > 0:
                 M = self._M[k][:n]
-                M.uniform_(generator=self.generator).ge_(self.p).mul_(keep_scale)  # 0 or 1/(1-p)
-                Z.mul_(M)  # now A_k
+                M.uniform_(generator=self.generator).ge_(self.p)  # m_k: 1 keeps a unit, 0 drops it
+                Z.mul_(M)
                 self.masks.append(M)
-            A.append(Z)
+            A.append(Z.relu_())  # A'_k = relu(Z_k) ⊙ m_k
         z = self._Z[-1][:n]
-        torch.addmm(self.layers[-1].bias, A[-1], self.layers[-1].weight.t(), out=z)  # z_L (n, C)
+        last = self.layers[-1]
+        torch.addmm(last.bias, A[-1], last.weight.t(), alpha=s if len(self.layers) > 1 else 1.0, out=z)  # (n, C)
         loss, dZ = self._loss_and_output_grad(z, y)
         for k in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[k]
             assert layer.weight.grad is not None and layer.bias.grad is not None
-            torch.mm(dZ.t(), A[k], out=layer.weight.grad)  # dW_k (n_k, n_{k-1})
+            alpha = s if k > 0 else 1.0  # layer k reads s·A'_{k-1}, or X unscaled
+            torch.addmm(layer.weight.grad, dZ.t(), A[k], beta=0, alpha=alpha, out=layer.weight.grad)  # dW_k
             torch.sum(dZ, 0, out=layer.bias.grad)  # db_k (n_k,)
             if k > 0:
                 dA = self._dA[k - 1][:n]
-                torch.mm(dZ, layer.weight, out=dA)  # dA_{k-1} (n, n_{k-1})
-                if self.p > 0:
-                    dA.mul_(self.masks[k - 1])
-                _threshold_backward(dA, A[k], 0, grad_input=dA)  # ReLU gate: dZ_{k-1}
+                torch.addmm(dA, dZ, layer.weight, beta=0, alpha=alpha, out=dA)  # dA'_{k-1} (n, n_{k-1})
+                _threshold_backward(dA, A[k], 0, grad_input=dA)  # dZ_{k-1} = dA'_{k-1} ⊙ [A'_{k-1} > 0]
                 dZ = dA
         return loss
+
+    def dropout_masks(self) -> list[torch.Tensor]:
+        """The last step's dropout masks as multipliers of relu(Z_k): 0 or 1/(1-p) (copies, for checking)."""
+        return [M / (1.0 - self.p) for M in self.masks]
 
     def _loss_and_output_grad(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = z.shape[0]
