@@ -16,8 +16,14 @@ import torch
 
 from mlplab.activations import get_activation
 from mlplab.errors import MlplabError
-from mlplab.stream.native import NativeKernel, load_native
-from mlplab.stream.summary import EXACT_BLOCK_ROWS, Summary, bad_input_rows, summarize_y, units_from_bucket_sums
+from mlplab.stream.native import NativeKernel, load_native, units_from_isums
+from mlplab.stream.summary import (
+    EXACT_BLOCK_ROWS,
+    Summary,
+    bad_input_rows,
+    summarize_y,
+    summarize_y_torch,
+)
 
 POLICIES = {"error": 0, "skip": 1, "keep": 2}
 TORCH_BLOCK = 16384  # rows per torch block: X, Z1 and y of a block stay in L2 cache
@@ -155,7 +161,7 @@ class ChunkKernel:
             return summarize_y(y, self.edges, bad, row0)
         s = Summary(edges=[float(e) for e in self.edges], rows=X.shape[0], nonfinite_rows=nfin,
                     first_nonfinite_row=row0 + first if nfin else None, nonfinite_y_hat=int(counts[2]),
-                    counted=int(counts[3]), positives=int(counts[4]), sum_units=units_from_bucket_sums(sums),
+                    counted=int(counts[3]), positives=int(counts[4]), sum_units=units_from_isums(sums),
                     hist=hist.tolist())
         if s.counted:
             s.min_y_hat, s.max_y_hat = float(minmax[0]), float(minmax[1])
@@ -165,13 +171,23 @@ class ChunkKernel:
         bad = bad_input_rows(X)
         if bad.any() and self.policy == "error":
             self._raise_nonfinite(row0 + int(np.argmax(bad)))
+        if self.device.type == "cpu":
+            y[:] = torch_forward(torch.from_numpy(X), self.net).numpy()
+            if self.policy == "skip":
+                y[bad] = np.nan
+            return summarize_y(y, self.edges, bad, row0)
+        # GPU: X arrives in page-locked buffers (the reader allocates them), so the copy is asynchronous;
+        # y_hat and its summary are computed on the device, only y_hat comes back
         Xt = torch.from_numpy(X)
-        if self.device.type == "cuda":
-            Xt = Xt.pin_memory().to(self.device, non_blocking=True)
-        y[:] = torch_forward(Xt, self.net).cpu().numpy()
+        if self.device.type == "cuda" and not Xt.is_pinned():
+            Xt = Xt.pin_memory()
+        Xg = Xt.to(self.device, non_blocking=True)
+        yg = torch_forward(Xg, self.net)
+        bad_g = torch.from_numpy(bad).to(self.device, non_blocking=True)
         if self.policy == "skip":
-            y[bad] = np.nan
-        return summarize_y(y, self.edges, bad, row0)
+            yg[bad_g] = float("nan")
+        y[:] = yg.cpu().numpy()
+        return summarize_y_torch(yg, self.edges, bad_g, row0)
 
     @staticmethod
     def _raise_nonfinite(row: int) -> None:

@@ -8,7 +8,8 @@ into a per-user cache and loaded with ctypes (which releases the GIL, so a reade
 No compiler: `load_native` returns None and the torch kernel is used.
 
 Statistics are computed exactly as `summary.summarize_y` defines them (tests compare the two bit for bit):
-finiteness from bits, histogram from comparisons with the float32 edges, sums per exponent bucket.
+finiteness from bits, histogram from comparisons with the float32 edges, and the sum exact, through float64
+sums per 4096-row block and 16-exponent bucket turned into int64 counts of that bucket's smallest ulp.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.stream.summary import EXACT_BLOCK_ROWS, N_BUCKETS
+from mlplab.stream.summary import EXACT_BLOCK_ROWS
 
 ACT_CODES = {"identity": 0, "relu": 1, "sigmoid": 2}
 
@@ -68,9 +69,11 @@ static void forward_rows(const float *restrict X, int64_t n, const float *restri
 
 /* One chunk: forward, non-finite policy (0 error, 1 skip, 2 keep), statistics.
    counts: [0] nonfinite input rows, [1] first such row (-1), [2] nonfinite y_hat, [3] counted, [4] positives.
-   sums: 4 x 32 float64 bucket sums; minmax: [min, max]; hist: nb + 2 counts. n <= 2**21 rows per call. */
+   isums: 16 int64, the exact sum of the finite y_hat whose float32 exponent field lies in [16p, 16p + 16),
+   in units of 2**(16p - 150) (per 4096-row block a float64 sum is exact: below 2**51 units);
+   minmax: [min, max]; hist: nb + 2 counts. n <= 2**21 rows per call (keeps isums below 2**60). */
 void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float *b1, const float *W2, float b2,
-               int policy, float *restrict y, const float *edges, int nb, int64_t *counts, double *sums,
+               int policy, float *restrict y, const float *edges, int nb, int64_t *counts, int64_t *isums,
                float *minmax, int64_t *hist) {
     const int64_t B = 4096;
     float pad_x[64 * D], pad_y[64];
@@ -123,7 +126,7 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
             v8i gt = lo > vmx, lt = up < vmn;
             vmx = (v8f)(((v8i)lo & gt) | ((v8i)vmx & ~gt));
             vmn = (v8f)(((v8i)up & lt) | ((v8i)vmn & ~lt));
-            present |= (v8i)((v8u){1, 1, 1, 1, 1, 1, 1, 1} << ((b >> 26) & 31)) & fin;
+            present |= (v8i)((v8u){1, 1, 1, 1, 1, 1, 1, 1} << ((b >> 27) & 15)) & fin;
         }
         int32_t buckets = 0;
         for (int l = 0; l < 8; l++) {
@@ -143,14 +146,14 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
             for (int q = 0; q < 4 && k0 + q <= nb; q++)
                 for (int l = 0; l < 8; l++) ge[k0 + q] += acc[q][l];
         }
-        for (int p = 0; p < 32; p++) {  /* exact float64 sums per exponent bucket present in the block */
+        for (int p = 0; p < 16; p++) {  /* exact float64 sums per 16-exponent bucket present in the block */
             if (!(buckets >> p & 1)) continue;
             v4d acc0 = {0}, acc1 = {0};
             for (int64_t i = 0; i < m8; i += 8) {
                 v8f x;
                 memcpy(&x, vv + i, sizeof x);
                 v8u b = (v8u)x;
-                v8i sel = (((b >> 26) & 31) == (v8u)V8I(p)) & ((b & EXPMASK) != EXPMASK);
+                v8i sel = (((b >> 27) & 15) == (v8u)V8I(p)) & ((b & EXPMASK) != EXPMASK);
                 x = (v8f)((v8i)x & sel);  /* +0.0 outside the bucket */
                 v4f h0, h1;
                 memcpy(&h0, &x, sizeof h0);
@@ -158,7 +161,8 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
                 acc0 += __builtin_convertvector(h0, v4d);
                 acc1 += __builtin_convertvector(h1, v4d);
             }
-            sums[p] += (acc0[0] + acc0[1]) + (acc0[2] + acc0[3]) + (acc1[0] + acc1[1]) + (acc1[2] + acc1[3]);
+            double bs = (acc0[0] + acc0[1]) + (acc0[2] + acc0[3]) + (acc1[0] + acc1[1]) + (acc1[2] + acc1[3]);
+            isums[p] += (int64_t)ldexp(bs, 150 - 16 * p);  /* an exact integer count of 2**(16p-150) */
         }
     }
     hist[0] = cnt - ge[0];  /* underflow, bins [e_k, e_k+1), the last one closed, overflow */
@@ -185,11 +189,11 @@ class NativeKernel:
 
     def __call__(self, X: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: float, policy: int,
                  y: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Run on X (n, d) float32 C-contiguous, n <= 2**21; fills y (n,); returns counts, sums, minmax, hist."""
+        """Run on X (n, d) float32 C-contiguous, n <= 2**21; fills y (n,); returns counts, isums, minmax, hist."""
         n = X.shape[0]
         assert n <= EXACT_BLOCK_ROWS and X.flags.c_contiguous and y.flags.c_contiguous
         counts = np.zeros(5, np.int64)
-        sums = np.zeros(4 * N_BUCKETS, np.float64)
+        sums = np.zeros(16, np.int64)
         minmax = np.zeros(2, np.float32)
         hist = np.zeros(len(edges) + 1, np.int64)
 
@@ -199,6 +203,13 @@ class NativeKernel:
         self._fn(ptr(X), n, ptr(W1), ptr(b1), ptr(W2), b2, policy, ptr(y), ptr(edges), len(edges) - 1,
                  ptr(counts), ptr(sums), ptr(minmax), ptr(hist))
         return counts, sums, minmax, hist
+
+
+def units_from_isums(isums: np.ndarray) -> int:
+    """The native kernel's per-bucket int64 counts as one exact int in units of 2**-149."""
+    total = sum(int(v) << (16 * p) for p, v in enumerate(isums.tolist()))  # units of 2**-150
+    assert total % 2 == 0, "float32 sums are whole multiples of 2**-149"
+    return total >> 1
 
 
 def _compiler() -> str | None:

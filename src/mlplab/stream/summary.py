@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import torch
 
 from mlplab.errors import MlplabError
 
@@ -165,4 +166,39 @@ def summarize_y(y_hat: np.ndarray, edges: np.ndarray, bad_rows: np.ndarray | Non
         part = slice(start, start + EXACT_BLOCK_ROWS)
         sums = np.bincount(bucket[part], weights=v[part].astype(np.float64), minlength=N_BUCKETS)
         s.sum_units += units_from_bucket_sums(sums)
+    return s
+
+
+def summarize_y_torch(y_hat: torch.Tensor, edges: np.ndarray, bad_rows: torch.Tensor | None = None,
+                      row0: int = 0) -> Summary:
+    """`summarize_y` for a float32 tensor on any device (the GPU path), with the same bits as the NumPy one.
+
+    >>> s = summarize_y_torch(torch.tensor([0.25, 0.75]), default_edges("sigmoid", 2))
+    >>> s == summarize_y(np.array([0.25, 0.75], np.float32), default_edges("sigmoid", 2))
+    True
+    """
+    y = y_hat.reshape(-1).to(torch.float32)
+    e = torch.as_tensor(np.asarray(edges, np.float32), device=y.device)
+    s = Summary(edges=[float(x) for x in np.asarray(edges, np.float32)], rows=int(y.numel()))
+    if bad_rows is not None:
+        bad_idx = torch.nonzero(bad_rows)
+        if bad_idx.numel():
+            s.nonfinite_rows = int(bad_idx.shape[0])
+            s.first_nonfinite_row = row0 + int(bad_idx[0, 0])
+    v = y[torch.isfinite(y)]
+    s.nonfinite_y_hat = int(y.numel() - v.numel())
+    s.counted = int(v.numel())
+    if v.numel() == 0:
+        return s
+    s.positives = int((v >= 0.5).sum())
+    s.min_y_hat, s.max_y_hat = float(v.min()), float(v.max())
+    idx = torch.searchsorted(e, v, right=True)  # number of edges <= v
+    idx[v == e[-1]] = len(edges) - 1
+    s.hist = torch.bincount(idx, minlength=len(edges) + 1).tolist()
+    bucket = ((v.view(torch.int32) >> 26) & 31).long()
+    for start in range(0, v.numel(), EXACT_BLOCK_ROWS):  # each bucket sum exact in any order (module doc)
+        part = slice(start, start + EXACT_BLOCK_ROWS)
+        sums = torch.zeros(N_BUCKETS, dtype=torch.float64, device=y.device)
+        sums.index_add_(0, bucket[part], v[part].double())
+        s.sum_units += units_from_bucket_sums(sums.cpu().numpy())
     return s

@@ -1,0 +1,87 @@
+"""GPU check of the streaming engine (run where CUDA is available; prints and asserts).
+
+    PYTHONPATH=src python3 benchmarks/gpu_check_stream.py [--rows 3e7]
+
+1. On CUDA, streamed y_hat equals float64 forward() (relative to the size of the summed terms) for all
+   nine activation pairs, and its summary equals the NumPy reference summary of the same y_hat bit for bit.
+2. Throughput from a warm .npy file: CUDA engine (pinned buffers, non-blocking copies) vs the CPU engine
+   (native kernel if it compiles, else torch) vs the read roofline (pread + sum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mlplab
+from mlplab.activations import activation_pairs
+from mlplab.problem import load_problem
+from mlplab.stream import run_stream
+from mlplab.stream.sources import open_source, parse_count
+from mlplab.stream.summary import default_edges, summarize_y
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default="3e7")
+    ap.add_argument("--device", default="cuda", help="cpu only to try the script itself")
+    args = ap.parse_args()
+    dev = args.device
+    assert dev == "cpu" or torch.cuda.is_available(), "no CUDA here"
+    name = torch.cuda.get_device_name() if dev != "cpu" else "cpu"
+    print(f"device {name}, torch {torch.__version__}, {os.cpu_count()} CPUs")
+    t = load_problem().tensors()
+    with tempfile.TemporaryDirectory() as tmp:
+        small = Path(tmp) / "small.npy"
+        X = np.random.default_rng(0).standard_normal((100_003, 3)).astype(np.float32) * 2
+        X[17, 1] = np.nan
+        np.save(small, X)
+        X64 = torch.from_numpy(X).double()
+        for a1, a2 in activation_pairs():
+            out = Path(tmp) / f"{a1}-{a2}"
+            r = run_stream(str(small), (a1, a2), chunk_rows=30_000, shard_rows=50_000, out=out, device=dev,
+                           write_predictions=True, nonfinite="skip", progress=False)
+            y = np.concatenate([np.load(p) for p in sorted((out / "shards").glob("*.npy"))])
+            ref = mlplab.forward(X64, a1, t["W1"], t["b1"], a2, t["W2"], t["b2"]).y_hat.reshape(-1)
+            scale = 1 + (X64.abs() @ t["W1"].abs() + t["b1"].abs()) @ t["W2"].abs().reshape(-1) + t["b2"].abs()
+            ok = ~torch.isnan(ref)
+            err = ((torch.from_numpy(y).double() - ref) / scale)[ok]
+            torch.testing.assert_close(err, torch.zeros_like(err), atol=1e-6, rtol=0)
+            assert np.isnan(y[17]) and r.summary.nonfinite_rows == 1 and r.summary.first_nonfinite_row == 17
+            bad = ~np.isfinite(X).all(axis=1)
+            assert r.summary == summarize_y(y, default_edges(a2), bad), (a1, a2)
+            cpu = run_stream(str(small), (a1, a2), chunk_rows=30_000, nonfinite="skip", progress=False)
+            print(f"  {a1:8s} {a2:8s} {dev} ok; |mean {dev} - mean cpu {cpu.kernel}| = "
+                  f"{abs(r.summary.mean_y_hat - cpu.summary.mean_y_hat):.2e}")
+        rows = parse_count(args.rows)
+        big = Path(tmp) / "big.npy"
+        Xb = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(rows, 3))
+        src = open_source(f"synthetic:{rows}", d=3)
+        for s in range(0, rows, 1 << 22):
+            src.read(s, min(rows, s + (1 << 22)), Xb[s:s + (1 << 22)])
+        Xb.flush()
+        del Xb
+        chunk = 1 << 22
+        src = open_source(str(big), d=3)
+        buf = np.empty((chunk, 3), np.float32)
+        for _rep in range(2):
+            t0 = time.perf_counter()
+            for s in range(0, rows, chunk):
+                src.read(s, min(rows, s + chunk), buf).sum()
+            roof = rows / (time.perf_counter() - t0)
+        res = {}
+        for name, kw in ((dev, {"device": dev}), ("cpu 1 thread", {}), ("cpu 8 threads", {"threads": 8})):
+            res[name] = max(run_stream(str(big), "relu,sigmoid", chunk_rows=chunk, progress=False, **kw).rows_per_s
+                            for _ in range(2))
+        print(f"warm file {rows:.2g} rows: roofline pread+sum {roof / 1e6:.0f} M rows/s; " + "; ".join(
+            f"{k} {v / 1e6:.0f} M rows/s ({v / roof:.0%})" for k, v in res.items()))
+
+
+if __name__ == "__main__":
+    main()
