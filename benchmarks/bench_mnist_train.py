@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mlplab.device import get_device
 from mlplab.mnist.config import resolve_config
 from mlplab.mnist.data import MEAN, STD, load_mnist
 from mlplab.mnist.model import MLP, count_parameters
@@ -58,22 +59,33 @@ class TutorialMnist(Dataset):
         return x.view(-1), int(self.labels[i])
 
 
-def mm_peak_gflops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
-    """Best torch.mm GFLOP/s over square float32 products of the given sizes."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mm_peak_gflops(device: torch.device, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
+    """Best torch.mm GFLOP/s over square float32 products of the given sizes (TF32 as torch is set up)."""
     best = 0.0
+    if device.type == "cuda":
+        sizes = (4096, 8192)
     for n in sizes:
-        a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        c = torch.empty(n, n, device=device)
         torch.mm(a, b, out=c)
         for _ in range(repeats):
+            _sync(device)
             tick = time.perf_counter()
             torch.mm(a, b, out=c)
+            _sync(device)
             best = max(best, 2 * n**3 / (time.perf_counter() - tick) / 1e9)
     return best
 
 
-def time_tutorial(images: np.ndarray, labels: np.ndarray, B: int, max_batches: int, seed: int) -> tuple[int, float]:
+def time_tutorial(images: np.ndarray, labels: np.ndarray, B: int, max_batches: int, seed: int,
+                  device: torch.device) -> tuple[int, float]:
     torch.manual_seed(seed)
-    model = MLP()
+    model = MLP().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TutorialMnist(images, labels), batch_size=B, shuffle=True)
     model.train()
@@ -81,6 +93,7 @@ def time_tutorial(images: np.ndarray, labels: np.ndarray, B: int, max_batches: i
     for b, (X, y) in enumerate(loader):
         if b == max_batches:
             break
+        X, y = X.to(device), y.to(device)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(X), y)
         loss.backward()
@@ -95,12 +108,14 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
     config = resolve_config(overrides=[f"training.batch_size={B}", f"training.engine={engine}",
                                        f"training.seed={seed}"])
     torch.manual_seed(seed)
-    model = build_model(config)
+    model = build_model(config).to(X.device)
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
-    runner = EpochRunner(config, model, optimizer, X, y, torch.Generator().manual_seed(seed))
+    generator = torch.Generator(device=X.device)
+    generator.manual_seed(seed)
+    runner = EpochRunner(config, model, optimizer, X, y, generator)
     runner.run(0, max_batches=3)  # warm-up: first-call allocations and kernel selection
     tick = time.perf_counter()
-    runner.run(1, max_batches=max_batches)
+    runner.run(1, max_batches=max_batches)  # ends by reading the losses back: the device is synchronized
     n = min(len(y), max_batches * B)
     return n, time.perf_counter() - tick
 
@@ -116,16 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (data resident there; peak measured there)")
     parser.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = get_device(args.device)
     train, _ = load_mnist(args.data_dir)
+    X, y = train.images.to(device), train.labels.to(device)
     raw, _ = load_mnist(args.data_dir, normalize=False)
     images = raw.images.to(torch.uint8).numpy().reshape(-1, 28, 28)
     labels = raw.labels.numpy()
     params = count_parameters(MLP())
-    peak = mm_peak_gflops()
+    peak = mm_peak_gflops(device)
     results: dict[tuple[str, int], float] = {}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for B in args.batch_sizes:
@@ -137,13 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             for variant in args.variants:
                 if variant == "tutorial":
-                    n, dt = time_tutorial(images, labels, B, cap, seed=r)
+                    n, dt = time_tutorial(images, labels, B, cap, seed=r, device=device)
                 else:
-                    n, dt = time_mlplab(train.images, train.labels, B, cap, "autograd" if variant == "tensor"
-                                        else "manual", seed=r)
+                    n, dt = time_mlplab(X, y, B, cap, "autograd" if variant == "tensor" else "manual", seed=r)
                 results[(variant, B)] = max(results.get((variant, B), 0.0), n / dt)
                 print(f"B={B} {variant} repeat {r + 1}: {n} samples, {n / dt:,.0f} samples/s", file=sys.stderr)
-        peak = max(peak, mm_peak_gflops(repeats=2))  # measured again: the machine's best moment counts
+        peak = max(peak, mm_peak_gflops(device, repeats=2))  # measured again: the machine's best moment counts
     rows: list[list[Any]] = []
     for B in args.batch_sizes:
         base = results.get(("tutorial", B))
@@ -152,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             gflops = 6 * params * sps / 1e9
             rows.append([B, variant, round(sps), round(sps / base, 2) if base else None, round(gflops, 1),
                          round(100 * gflops / peak, 1)])
-    table = Table(f"One epoch of the default MLP on MNIST ({params:,} parameters), {torch.get_num_threads()} "
-                  f"threads, torch.mm peak {peak:.0f} GFLOP/s, {started}",
+    where = f"{torch.get_num_threads()} threads" if device.type == "cpu" else str(device)
+    table = Table(f"One epoch of the default MLP on MNIST ({params:,} parameters), {where}, "
+                  f"torch.mm peak {peak:.0f} GFLOP/s, {started}",
                   ["batch", "pipeline", "samples/s", "× tutorial", "GFLOP/s", "% of mm peak"], rows, decimals=2)
     if args.format == "json":
         print(json.dumps({"peak_gflops": peak, "threads": torch.get_num_threads(), "started": started,
