@@ -92,13 +92,12 @@ def _stream_facts(m: Material, stream: dict[str, Any] | None) -> str:
     if rate:
         parts.append(f"It reached {fmt_num(float(rate), 0)} rows/s on this machine "
                      f"({tex(str(stream.get('machine', 'this machine')))}); at that rate $10^{{12}}$ rows take "
-                     f"{fmt_num(1e12 / float(rate) / 3600, 1)} core-hours per process, and their float32 inputs "
+                     f"{fmt_num(1e12 / float(rate) / 3600, 1)} hours in one such process, and their float32 inputs "
                      f"alone are {fmt_num(1e12 * 4 * problem_d(stream) / 1e12, 0)} TB.")
     if stream.get("mean_y_hat") is not None:
         parts.append(f"Summary computed on the fly: {fmt_num(stream.get('positives'))} predicted positives "
                      f"($\\hat y \\ge 0.5$), mean $\\hat y = $ {fmt_num(stream.get('mean_y_hat'))}.")
-    table = m.table(["stream/*table*.tex", "stream/*summary*.tex"], "The streaming table.", RUN_STREAM) \
-        if m.find(["stream/*table*.tex", "stream/*summary*.tex"]) else ""
+    table = m.table(["stream/stream.tex"], "The streaming table.", RUN_STREAM)
     return "\\facts{" + " ".join(parts) + "}\n" + table
 
 
