@@ -234,3 +234,14 @@ def test_fused_adam_shortcut_equals_optimizer_step():
     for i in sa:
         for key in ("step", "exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(sa[i][key], sb[i][key], rtol=0, atol=0)
+
+
+def test_cli_best_epoch_table(tmp_path, capsys):
+    run(cfg("training.validation_split=0.2", epochs=3), tmp_path / "run")
+    assert main(["mnist", "best-epoch", str(tmp_path / "run"), "--format", "json"]) == 0
+    tables = json.loads(capsys.readouterr().out)
+    table = tables[0] if isinstance(tables, list) else tables
+    text = json.dumps(table)
+    assert "validation loss" in text and "GL5" in text and "UP3" in text
+    assert main(["mnist", "best-epoch", str(tmp_path / "nothing")]) == 2
+    assert "has no config.json" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import say
+from mlplab.cli.common import add_format, print_tables, say
 
 DEFAULT_OUT = Path("results") / "mnist" / "train"
 JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
@@ -51,6 +51,13 @@ def register(sub: Any) -> None:
     train.set_defaults(func=lambda a: run_train(
         epochs=a.epochs, overrides=a.overrides, config_file=a.config, out=a.out, resume=a.resume, device=a.device,
         threads=a.threads, data_dir=a.data_dir, as_json=a.json, progress=not a.no_progress))
+    best = mnist_sub.add_parser(
+        "best-epoch", help="where each stopping rule stops on a run's curve, and the onset of overfitting",
+        description="Read a run folder's metrics.csv and config.json; apply the smoothed rule and Prechelt's GL, "
+                    "PQ and UP to its selection loss (validation if the run has a split, else test).")
+    best.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_format(best)
+    best.set_defaults(func=lambda a: run_best_epoch(a.run_dir, a.format))
     experiments.register(mnist_sub)
 
 
@@ -87,6 +94,34 @@ def run_train(*, epochs: int | None, overrides: list[str], config_file: Path | N
              f"parameters        {summary['parameters']:,}",
              f"wall time         {summary['wall_time_s']:.1f} s on {summary['device']}"]
     print("\n".join(lines))
+    return 0
+
+
+def run_best_epoch(run_dir: Path, fmt: str) -> int:
+    """Print the stopping-rule table of a finished (or interrupted) run folder."""
+    from mlplab.mnist.best_epoch import analyse_curve
+    from mlplab.mnist.runstore import read_run
+    from mlplab.tables import Table
+
+    config, rows = read_run(run_dir)
+    has_val = bool(rows) and rows[0]["val_loss"] is not None
+    curve = [r["val_loss"] if has_val else r["test_loss"] for r in rows]
+    out = analyse_curve(curve, [r["train_loss"] for r in rows], config.stopping)
+    table_rows = []
+    for rule in out["rules"].values():
+        at = rows[rule["best_epoch"] - 1]
+        table_rows.append([rule["rule"], rule["stop_epoch"] or "never", rule["best_epoch"], at["test_loss"],
+                           at["test_accuracy"]])
+    selection = "validation" if has_val else "test"
+    caption = (f"{len(rows)} epochs; lowest {selection} loss at epoch {out['best_epoch']}; onset of overfitting "
+               f"(minimum of the centred {config.stopping.window}-epoch mean, followed by at least "
+               f"{config.stopping.patience} epochs): {out['onset_epoch'] or 'not detected'}; chosen rule: "
+               f"{config.stopping.rule}")
+    print_tables([Table(f"Stopping rules on the {selection} loss of {run_dir}",
+                        ["rule", "stops at", "keeps epoch", "test loss there", "test acc there"], table_rows,
+                        decimals=4, caption=caption)], fmt)
+    if fmt == "text":
+        print(caption)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,25 @@ class RunStore:
         return save_loss_figure(rows, self.run_dir, "loss", title=title, marks=marks)
 
 
+def read_run(run_dir: str | Path) -> tuple[Any, list[dict[str, Any]]]:
+    """(Config, per-epoch rows) of a run folder, from its config.json and metrics.csv."""
+    from mlplab.mnist.config import config_from_dict
+
+    store = RunStore(run_dir)
+    try:
+        config = config_from_dict(json.loads(store.config_path.read_text()))
+        with store.metrics_path.open(newline="") as handle:
+            raw = list(csv.DictReader(handle))
+    except FileNotFoundError as exc:
+        raise MlplabError(f"{run_dir} has no {Path(exc.filename).name}",
+                          hint="pass the --out folder of a `mlplab mnist train` run") from exc
+    except (OSError, ValueError) as exc:
+        raise MlplabError(f"cannot read the run in {run_dir}: {exc}", hint="is it a run folder?") from exc
+    rows = [{k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in row.items()}
+            for row in raw]
+    return config, rows
+
+
 def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:
     """Per-epoch rows as CSV text with the columns of METRIC_COLUMNS (empty where a value is absent)."""
     buffer = io.StringIO()
@@ -91,7 +111,7 @@ def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:
 def json_safe(obj: Any) -> Any:
     """NaN and ±inf become None, so the JSON is strict (readable by jq and browsers), recursively.
 
-    >>> import json; json.dumps(json_safe({"loss": float("nan"), "x": [1.0, float("inf")]}))
+    >>> json.dumps(json_safe({"loss": float("nan"), "x": [1.0, float("inf")]}))
     '{"loss": null, "x": [1.0, null]}'
     """
     if isinstance(obj, float):
