@@ -169,7 +169,7 @@ def test_observations_state_divergence_overfitting_and_the_best(lr_runs: dict[st
     assert "Highest test accuracy: baseline (lr=0.001), 0.96 (the same run)." in notes
     assert overfitting_onset(lr_runs["lr0.00001"]) is None
     partial = observations(get_comparison("learning_rate"), {"baseline": lr_runs["baseline"]})
-    assert partial[-1] == "Not run yet: lr1, lr0.00001."
+    assert partial[-1] == "No finished run yet: lr1, lr0.00001."
 
 
 def test_softmax_observation_reports_the_cross_entropy_floor() -> None:

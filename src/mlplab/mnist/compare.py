@@ -181,9 +181,14 @@ def observations(comparison: Comparison, runs: Mapping[str, RunResult]) -> list[
             trend = "fell" if train[-1] < train[onset - 1] else "rose"
             rule = "minimum of the centred moving average" if "onset_epoch" in run.summary else \
                 "rule: lowest test loss"
-            notes.append(f"{run.name} ({label}): overfitting onset at epoch {onset} ({rule}); test loss "
-                         f"lowest at epoch {low} ({_fmt(test[low - 1])}), {_fmt(test[-1])} at epoch {len(test)}; "
-                         f"training loss {trend} from {_fmt(train[onset - 1])} to {_fmt(train[-1])} after the onset.")
+            facts = (f"test loss lowest at epoch {low} ({_fmt(test[low - 1])}), {_fmt(test[-1])} at epoch "
+                     f"{len(test)}; training loss {trend} from {_fmt(train[onset - 1])} to {_fmt(train[-1])}")
+            if trend == "fell":
+                notes.append(f"{run.name} ({label}): overfitting onset at epoch {onset} ({rule}); {facts} "
+                             "after the onset.")
+            else:  # both losses rise: training itself gets worse, which is not overfitting
+                notes.append(f"{run.name} ({label}): test loss turns up at epoch {onset} ({rule}), but the training "
+                             f"loss rises too, so this is not overfitting; {facts} after that epoch.")
         elif run.best_epoch is not None:
             notes.append(f"{run.name} ({label}): best epoch {run.best_epoch} of {len(test)}; the test loss did not "
                          f"rise against a falling training loss by the last epoch.")
@@ -202,39 +207,51 @@ def observations(comparison: Comparison, runs: Mapping[str, RunResult]) -> list[
             notes.append(f"Highest test accuracy: {by_acc.name} ({labels[by_acc.name]}), "
                          f"{_fmt(by_acc.best_test_accuracy)}{same}.")
     if missing:
-        notes.append("Not run yet: " + ", ".join(missing) + ".")
+        notes.append("No finished run yet: " + ", ".join(missing) + ".")
     return notes
 
 
 def comparison_figure(comparison: Comparison, runs: Mapping[str, RunResult]) -> Any:
-    """Training (dashed) and test (solid) loss of every run on one log axis, test accuracy beside it;
-    a divergent run ends in a cross at its last finished epoch and says where it diverged in the legend."""
+    """Training (dashed) and test (solid) loss of every run on one log axis, test accuracy beside it; dots
+    mark best epochs, and a divergent run ends in a cross and says where it diverged in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for k, (name, label) in enumerate(comparison.runs):
-        run = runs.get(name)
-        if run is None:
-            continue
+    present = [(k, name, label, runs[name]) for k, (name, label) in enumerate(comparison.runs) if name in runs]
+    # The axis follows the runs that did not diverge (a divergent loss of 1e7 would flatten everything else);
+    # a divergent run's last point is drawn as a cross at the top edge, with its value written beside it.
+    calm = [v for _, _, _, r in present if not r.divergent for v in r.series("train_loss") + r.series("test_loss")
+            if math.isfinite(v) and v > 0]
+    top = 3 * max(calm) if calm else None
+    for k, _, label, run in present:
         color = f"C{k}"
         if run.divergent:
             epoch, batch, _ = run.divergence()
             label += f" (diverged: epoch {epoch}, batch {batch})"
         train, test = run.series("train_loss"), run.series("test_loss")
         epochs = list(range(1, len(test) + 1))
-        ax_loss.plot(epochs, test, color=color, label=f"{label}, test")
-        ax_loss.plot(list(range(1, len(train) + 1)), train, color=color, linestyle="--", label=f"{label}, train")
-        ax_acc.plot(epochs, run.series("test_accuracy"), color=color, label=label)
-        if run.best_epoch is not None and 1 <= run.best_epoch <= len(test):
+        marker = "o" if len(test) <= 2 else None  # a run of one or two epochs would otherwise be invisible
+        ax_loss.plot(epochs, test, color=color, marker=marker, label=f"{label}, test")
+        ax_loss.plot(list(range(1, len(train) + 1)), train, color=color, linestyle="--", marker=marker,
+                     label=f"{label}, train")
+        ax_acc.plot(epochs, run.series("test_accuracy"), color=color, marker=marker, label=label)
+        if run.best_epoch is not None and 1 <= run.best_epoch <= len(test) and not run.divergent:
             ax_loss.plot([run.best_epoch], [test[run.best_epoch - 1]], "o", color=color, markersize=4)
-        if run.divergent:
-            finite = [(e, v) for e, v in zip(epochs, test) if math.isfinite(v)]
-            where = finite[-1] if finite else (0.5, 1.0)
-            ax_loss.plot([where[0]], [where[1]], "x", color=color, markersize=10, markeredgewidth=2)
+        if run.divergent and train:
+            last = train[-1]
+            shown = last if top is None or (math.isfinite(last) and last <= top) else top / 1.5
+            ax_loss.plot([len(train)], [shown], "x", color=color, markersize=10, markeredgewidth=2)
+            ax_loss.annotate(f"train loss {_fmt(last)}", (len(train), shown), textcoords="offset points",
+                             xytext=(8, -4), fontsize=7, color=color)
+    if comparison.name == "softmax":
+        ax_loss.axhline(SOFTMAX_CE_FLOOR, color="grey", linestyle=":", linewidth=1,
+                        label=f"floor of cross-entropy on probabilities ({SOFTMAX_CE_FLOOR:.4f})")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title=f"{comparison.title}: loss")
+    if calm and top is not None:
+        ax_loss.set_ylim(min(calm) / 1.5, top)
     ax_acc.set(xlabel="epoch", ylabel="test accuracy", title=f"{comparison.title}: test accuracy")
     ax_loss.legend(fontsize=7)
     ax_acc.legend(fontsize=7)
@@ -398,7 +415,7 @@ def softmax_section(results_dir: Path, data_dir: Path | None, n_images: int) -> 
                                     "that cross-entropy applies to them", kinds=("output", "CE softmax")))
         notes.append(f"softmax model: outputs sum to 1 within {float((q.sum(1) - 1).abs().max()):.1e}; the "
                      f"cross-entropy applies a second softmax, whose largest value here is {float(seen.max()):.4f} "
-                     f"(at most e/(e+9) = {math.e / (math.e + 9):.4f}), so its gradients stay small.")
+                     f"(at most e/(e+9) = {math.e / (math.e + 9):.4f}).")
     return tables, notes
 
 
