@@ -84,6 +84,38 @@ def test_unavailable_part_and_unexpected_bug_are_reported_not_raised(tmp_path):
     assert "ZeroDivisionError" in (tmp_path / "logs" / "z.log").read_text()
 
 
+def test_interrupted_plan_resumes_after_the_last_finished_step(tmp_path):
+    calls: list[str] = []
+
+    def interrupt() -> StepOutput:
+        raise KeyboardInterrupt
+
+    steps = _steps(tmp_path, calls)
+    with pytest.raises(KeyboardInterrupt):
+        run_plan([steps[0], Step("b", "second", 2.0, interrupt), steps[2]], PlanState(tmp_path), progress=False)
+    out = run_plan(_steps(tmp_path, calls), PlanState(tmp_path), progress=False)
+    assert [o.status for o in out] == ["skipped", "done", "done"] and calls == ["a", "b", "c"]
+
+
+def test_failed_mnist_fetch_still_writes_sections_and_report(tmp_path, monkeypatch, capsys):
+    import mlplab.mnist.fetch as fetch
+
+    def offline(*_args, **_kwargs):
+        raise MlplabError("could not fetch MNIST file(s) train-images-idx3-ubyte; tried: nothing (offline)",
+                          hint="put the four IDX files into the folder by hand")
+
+    monkeypatch.setattr(fetch, "fetch_mnist", offline)
+    code = main(["reproduce", "--tiny", "--no-pdf", "--no-progress", "--data-dir", str(tmp_path / "empty"),
+                 "--results", str(tmp_path / "r"), "--report", str(tmp_path / "p"), "--only", "section1", "mnist",
+                 "report"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "mnist-data: failed: could not fetch MNIST" in err and "MNIST is not available" in err
+    assert "mnist-baseline: not run, it needs mnist-data" in err
+    tex = (tmp_path / "p" / "report.tex").read_text()
+    assert "\\input{tables/section1-table2}" in tex and "The baseline run." in tex
+
+
 def test_corrupt_state_file_is_a_clear_error(tmp_path):
     (tmp_path / "reproduce-state.json").write_text("{not json")
     with pytest.raises(MlplabError, match="state file"):

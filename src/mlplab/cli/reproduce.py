@@ -61,6 +61,9 @@ def _run(args: argparse.Namespace) -> int:
         say(f"note: {note}")
     pdf = settings.report_dir / "report.pdf"
     say(f"report: {settings.report_dir / 'report.tex'}" + (f" and {pdf}" if result.pdf_built else ""))
+    if any(o.name == "mnist-data" and o.status not in ("done", "skipped") for o in result.outcomes):
+        say("MNIST is not available, so section 3 is missing from the report; the other sections and the report "
+            "were still produced (see the mnist-data line above for how to get MNIST)")
     if bad:
         say(f"{len(bad)} step(s) did not finish: " + "; ".join(f"{o.name} ({o.status}: {o.message})" for o in bad))
         return 1
