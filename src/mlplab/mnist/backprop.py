@@ -38,7 +38,7 @@ class ManualBackprop:
     Dropout masks are drawn from `generator` (on the model's device), so a run is reproducible and resumable
     from the generator's state; `dropout_masks()` returns the last step's (for tests).
 
-    >>> torch.manual_seed(0); model = MLP(4, [3], 2, 0.0)
+    >>> _ = torch.manual_seed(0); model = MLP(4, [3], 2, 0.0)
     >>> engine = ManualBackprop(model, batch_size=5, generator=torch.Generator().manual_seed(0))
     >>> loss = engine.step(torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1]))
     >>> model.linears()[0].weight.grad.shape
