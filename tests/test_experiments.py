@@ -289,3 +289,35 @@ def test_sweep_resumes_skips_and_goes_on_after_a_divergent_run(tmp_path: Path) -
     assert [row[0] for row in lr_table.rows] == ["lr1", "baseline", "lr0.00001"]
     assert lr_table.rows[0][9] is True and lr_table.rows[1][2] is None  # divergent; baseline not run
     assert any("lr1 (lr=1) diverged in epoch" in n for n in notes[lr_table.title])
+
+
+def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from mlplab.cli import main
+
+    g = torch.Generator().manual_seed(1)
+    data = (_tiny_split(192, g), _tiny_split(96, g))
+    monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: data)
+    out = tmp_path / "runs"
+    assert main(["mnist", "experiment", "hidden16", "--epochs", "1", "--out", str(out), "--json",
+                 "--no-progress"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summaries = json.loads(last)
+    assert list(summaries) == ["hidden16"]
+    recorded = json.loads((out / "hidden16" / "summary.json").read_text())
+    for key in ("epochs_run", "test_accuracy", "best_test_loss", "divergent", "parameters"):
+        assert summaries["hidden16"][key] == recorded[key]
+    assert summaries["hidden16"]["parameters"] == 12730
+
+    assert main(["mnist", "params", "--format", "json"]) == 0
+    params = json.loads(capsys.readouterr().out)["Parameter counts"]["rows"]
+    assert [r["model count"] for r in params if r["layer"] == "total"] == [567434, 12730]
+
+    assert main(["mnist", "compare", "--out", str(out), "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "| hidden16 | [16], dropout 0.2 | 1 |" in text and "No finished run yet: hidden16_nodropout." in text
+    assert (out / "comparisons" / "dropout16.pdf").is_file()
+
+    assert main(["mnist", "sweep", "batch7", "--out", str(out)]) == 2
+    assert "unknown experiment 'batch7'" in capsys.readouterr().err
+    assert main(["mnist", "compare", "--out", str(tmp_path / "none")]) == 2
