@@ -79,6 +79,21 @@ def main() -> None:
         for name, kw in ((dev, {"device": dev}), ("cpu 1 thread", {}), ("cpu 8 threads", {"threads": 8})):
             res[name] = max(run_stream(str(big), "relu,sigmoid", chunk_rows=chunk, progress=False, **kw).rows_per_s
                             for _ in range(2))
+        if dev != "cpu":  # the device kernel alone, on a chunk already in host memory
+            from mlplab.stream.kernel import ChunkKernel, Network
+            from mlplab.stream.summary import default_edges as edges_of
+
+            net = Network.from_arrays(t["W1"], t["b1"], t["W2"], t["b2"], "relu", "sigmoid")
+            kern = ChunkKernel(net, edges_of("sigmoid"), device=dev)
+            Xc = src.read(0, chunk, buf).copy()
+            yc = np.empty(chunk, np.float32)
+            kern(Xc, 0, yc)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(5):
+                kern(Xc, 0, yc)
+            print(f"device kernel alone (chunk in host memory, copy there and back): "
+                  f"{5 * chunk / (time.perf_counter() - t0) / 1e6:.0f} M rows/s")
         print(f"warm file {rows:.2g} rows: roofline pread+sum {roof / 1e6:.0f} M rows/s; " + "; ".join(
             f"{k} {v / 1e6:.0f} M rows/s ({v / roof:.0%})" for k, v in res.items()))
 

@@ -11,6 +11,7 @@ identical bytes, so a lost worker changes nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,8 @@ def run_dask(spec: TaskSpec, shards: Sequence[Shard], workers: int = 2, schedule
         if on_client is not None:
             on_client(client)
         spec_future = client.scatter(spec, broadcast=True)
-        futures = {client.submit(shard_task, spec_future, shard, key=f"mlplab-shard-{shard.index}-{id(spec)}",
+        run_id = uuid.uuid4().hex[:12]  # task keys unique to this run, also on a long-lived scheduler
+        futures = {client.submit(shard_task, spec_future, shard, key=f"mlplab-shard-{shard.index}-{run_id}",
                                  retries=2, pure=False): shard for shard in shards}
         for future in as_completed(futures):
             shard = futures[future]

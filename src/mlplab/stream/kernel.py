@@ -119,6 +119,8 @@ class ChunkKernel:
                 raise MlplabError("the native kernel could not be compiled here (no C compiler?)",
                                   hint="use --kernel torch or set CC")
         self.name = "native" if self.native is not None else f"torch-{self.device.type}"
+        self._staging: torch.Tensor | None = None  # page-locked input copy, for unpinned chunks on CUDA
+        self._y_host: torch.Tensor | None = None  # page-locked y_hat coming back
         if threads < 1:
             raise MlplabError(f"threads must be at least 1, got {threads}", hint="e.g. --threads 2")
         # the native loop releases the GIL (ctypes), so parts of a chunk run on several cores at once
@@ -168,26 +170,42 @@ class ChunkKernel:
         return s
 
     def _torch(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+        if self.device.type != "cpu":
+            return self._device(X, row0, y)
         bad = bad_input_rows(X)
         if bad.any() and self.policy == "error":
             self._raise_nonfinite(row0 + int(np.argmax(bad)))
-        if self.device.type == "cpu":
-            y[:] = torch_forward(torch.from_numpy(X), self.net).numpy()
-            if self.policy == "skip":
-                y[bad] = np.nan
-            return summarize_y(y, self.edges, bad, row0)
-        # GPU: X arrives in page-locked buffers (the reader allocates them), so the copy is asynchronous;
-        # y_hat and its summary are computed on the device, only y_hat comes back
+        y[:] = torch_forward(torch.from_numpy(X), self.net).numpy()
+        if self.policy == "skip":
+            y[bad] = np.nan
+        return summarize_y(y, self.edges, bad, row0)
+
+    def _device(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+        """GPU: X comes in page-locked memory (the reader's buffers, else a staging buffer kept here), so the
+        copy to the device is asynchronous; y_hat, the non-finite check and the summary are computed there,
+        and y_hat comes back into page-locked memory."""
+        n = X.shape[0]
         Xt = torch.from_numpy(X)
         if self.device.type == "cuda" and not Xt.is_pinned():
-            Xt = Xt.pin_memory()
+            if self._staging is None or self._staging.shape[0] < n:
+                self._staging = torch.empty((n, self.net.d), dtype=torch.float32, pin_memory=True)
+            self._staging[:n].copy_(Xt)
+            Xt = self._staging[:n]
         Xg = Xt.to(self.device, non_blocking=True)
+        bad_g = ~torch.isfinite(Xg).all(dim=1)  # (n,)
+        if self.policy == "error":
+            bad_idx = torch.nonzero(bad_g)
+            if bad_idx.numel():
+                self._raise_nonfinite(row0 + int(bad_idx[0, 0]))
         yg = torch_forward(Xg, self.net)
-        bad_g = torch.from_numpy(bad).to(self.device, non_blocking=True)
         if self.policy == "skip":
             yg[bad_g] = float("nan")
-        y[:] = yg.cpu().numpy()
-        return summarize_y_torch(yg, self.edges, bad_g, row0)
+        if self._y_host is None or self._y_host.shape[0] < n:
+            self._y_host = torch.empty(n, dtype=torch.float32, pin_memory=self.device.type == "cuda")
+        self._y_host[:n].copy_(yg, non_blocking=True)
+        summary = summarize_y_torch(yg, self.edges, bad_g, row0)  # syncs the stream, so y_host is complete
+        y[:] = self._y_host[:n].numpy()
+        return summary
 
     @staticmethod
     def _raise_nonfinite(row: int) -> None:

@@ -219,6 +219,14 @@ def _compiler() -> str | None:
     return None
 
 
+def _cpu_identity() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+
+
 def cache_dir() -> Path:
     base = os.environ.get("MLPLAB_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mlplab" / "kernels"
@@ -236,7 +244,8 @@ def load_native(d: int, h: int, act1: str, act2: str) -> NativeKernel | None:
     if cc is None:
         return None
     defines = [f"-DD={d}", f"-DH={h}", f"-DA1={ACT_CODES[act1]}", f"-DA2={ACT_CODES[act2]}"]
-    key = hashlib.sha256("\n".join([C_SOURCE, cc, *FLAGS, *defines]).encode()).hexdigest()[:16]
+    # -march=native code is only valid on this kind of CPU: a shared cache must not hand it to another one
+    key = hashlib.sha256("\n".join([C_SOURCE, cc, *FLAGS, *defines, _cpu_identity()]).encode()).hexdigest()[:16]
     folder = cache_dir()
     target = folder / f"mlp_{d}x{h}_{act1}_{act2}_{key}.so"
     if not target.exists():
