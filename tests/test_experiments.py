@@ -17,14 +17,13 @@ from mlplab.mnist.compare import (
     RunResult,
     best_run,
     comparison_table,
-    load_run,
     logits_and_probabilities,
     observations,
     overfitting_onset,
     parameter_table,
     softmax_table,
-    write_comparisons,
 )
+from mlplab.mnist.compare_report import load_run, write_comparisons
 from mlplab.mnist.config import MODEL_CONFIG, TRAINING_CONFIG, config_to_dict, resolve_config
 from mlplab.mnist.data import MnistSplit
 from mlplab.mnist.experiments import (

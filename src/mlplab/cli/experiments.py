@@ -151,7 +151,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from mlplab.mnist.compare import write_comparisons
+    from mlplab.mnist.compare_report import write_comparisons
 
     out = results_dir(args.out, args.epochs)
     report_dir = args.report_dir or out / "comparisons"
