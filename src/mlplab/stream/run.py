@@ -5,6 +5,7 @@ This is the library entry point behind `mlplab stream` (and the report's small d
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
                engine: str = "local", workers: int = 2, scheduler: str | None = None, nonfinite: str = "error",
                write_predictions: bool = False, device: str = "cpu", kernel: str = "auto",
                columns: int | None = None, seed: int = 0, bins: int = 20,
-               hist_range: tuple[float, float] | None = None, prefetch: int = 2, threads: int = 1,
+               hist_range: tuple[float, float] | None = None, prefetch: int = 2, threads: int | None = None,
                progress: bool | None = None,
                on_shard: Callable[[int, Summary], None] | None = None,
                on_client: Callable[[Any], None] | None = None) -> StreamResult:
@@ -76,6 +77,8 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     if resume and out is None:
         raise MlplabError("--resume needs the output folder of the run to continue", hint="pass --out DIR")
     dev = get_device(device)
+    if threads is None:  # leave a core to the reader thread and the system
+        threads = max(1, min(8, (os.cpu_count() or 1) - 1))
     if engine == "dask" and dev.type != "cpu":
         raise MlplabError("--engine dask runs on CPU workers here", hint="use --engine local for a GPU")
     lo, hi = hist_range if hist_range is not None else (None, None)
