@@ -185,7 +185,7 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
                 _advance(bar, base)
                 continue
             log(f"{head}: {step.title} (estimate {format_duration(step.estimate_s)})")
-            bar.set_description(step.name)
+            bar.set_description_str(step.name)
             outcome = _run_one(step, state, bar, base)
             base += step.estimate_s
             _advance(bar, base)

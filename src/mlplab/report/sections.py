@@ -25,7 +25,8 @@ SYM = {"identity": r"\sigma_I", "relu": r"\sigma_{\mathrm{ReLU}}", "sigmoid": r"
 
 def question(number: str, title: str) -> str:
     return (f"\\subsubsection*{{Question {number}: {title}}}\n"
-            f"\\addcontentsline{{toc}}{{subsubsection}}{{({number}) {title}}}\n")
+            f"\\addcontentsline{{toc}}{{subsubsection}}{{\\texorpdfstring{{({number}) {title}}}"
+            f"{{Question {number}}}}}\n")
 
 
 def _pair_tex(a: str, b: str) -> str:
