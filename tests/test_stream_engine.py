@@ -100,7 +100,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, data: tuple[Path,
     with pytest.raises(Crash):
         run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, write_predictions=True,
                    progress=False, on_shard=crash_after_two)
-    assert json.loads((out / "manifest.json").read_text())["finished"] == [0, 1]
+    assert json.loads((out / "manifest.json").read_text())["finished"] == [[0, 2]]  # shards 0 and 1
     assert not (out / "summary.json").exists()
     with pytest.raises(MlplabError, match="previous run"):
         run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, progress=False)

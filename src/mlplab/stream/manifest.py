@@ -1,7 +1,8 @@
 """The run folder: shards, their atomic outputs, and the manifest that is the record of finished work.
 
     OUT/config.json                 resolved configuration (written once; --resume must match it)
-    OUT/manifest.json               {"config_hash", "shards", "finished": [i, ...]}, rewritten atomically
+    OUT/manifest.json               {"config_hash", "shards", "finished": [[start, stop), ...]} (shard index
+                                    ranges, so it stays small for 10^5 shards), rewritten atomically
     OUT/shards/shard-000007.json    partial summary of shard 7 (atomic)
     OUT/shards/shard-000007.npy     its predictions, float32 (N_shard,) (atomic, with --write-predictions)
     OUT/summary.json                merged summary, written when every shard is finished
@@ -47,6 +48,7 @@ class RunDir:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.shards_dir = self.root / "shards"
+        self._digest, self._n_shards = "", 0
 
     def shard_summary_path(self, i: int) -> Path:
         return self.shards_dir / f"shard-{i:06d}.json"
@@ -71,10 +73,11 @@ class RunDir:
                 raise MlplabError(f"{self.root} holds a run with another configuration (source, problem, "
                                   "activations, shard size, policy or histogram differ)",
                                   hint="resume with the same arguments, or choose another --out")
-            finished = {int(i) for i in manifest.get("finished", [])}
-            return {i for i in finished if self.shard_summary_path(i).exists()}
+            self._digest, self._n_shards = digest, n_shards
+            return {i for i in finished_shards(manifest) if self.shard_summary_path(i).exists()}
         atomic_write_json(self.root / "config.json", config)
-        self._write_manifest(digest, n_shards, set())
+        self._digest, self._n_shards = digest, n_shards
+        self._write_manifest(set())
         return set()
 
     def write_shard(self, i: int, summary: Summary) -> None:
@@ -89,8 +92,8 @@ class RunDir:
                               hint="delete that file and run again with --resume (the shard is redone)") from exc
 
     def mark_finished(self, finished: set[int]) -> None:
-        manifest = self._read_manifest()
-        self._write_manifest(manifest["config_hash"], manifest["shards"], finished)
+        """Record `finished` (every shard finished so far) in the manifest."""
+        self._write_manifest(finished)
 
     def _read_manifest(self) -> dict[str, Any]:
         try:
@@ -102,9 +105,33 @@ class RunDir:
             raise MlplabError(f"{self.manifest_path} is not a manifest", hint="choose another --out")
         return data
 
-    def _write_manifest(self, digest: str, n_shards: int, finished: set[int]) -> None:
-        atomic_write_json(self.manifest_path, {"version": 1, "config_hash": digest, "shards": n_shards,
-                                               "finished": sorted(finished)})
+    def _write_manifest(self, finished: set[int]) -> None:
+        atomic_write_json(self.manifest_path, {"version": 1, "config_hash": self._digest, "shards": self._n_shards,
+                                               "finished": to_ranges(finished)})
+
+
+def to_ranges(indices: set[int]) -> list[list[int]]:
+    """Sorted indices as half-open ranges.
+
+    >>> to_ranges({0, 1, 2, 5, 7, 8})
+    [[0, 3], [5, 6], [7, 9]]
+    """
+    ranges: list[list[int]] = []
+    for i in sorted(indices):
+        if ranges and ranges[-1][1] == i:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    return ranges
+
+
+def finished_shards(manifest: dict[str, Any]) -> set[int]:
+    """The shard indices a manifest lists as finished."""
+    try:
+        return {i for start, stop in manifest.get("finished", []) for i in range(int(start), int(stop))}
+    except (TypeError, ValueError) as exc:
+        raise MlplabError("the manifest's list of finished shards is malformed",
+                          hint="choose another --out, or delete the folder to start over") from exc
 
 
 class PredictionWriter:
