@@ -135,3 +135,21 @@ def test_bad_arguments() -> None:
         ChunkKernel(net, default_edges("sigmoid"))(np.zeros((4, 2), np.float32), 0)
     with pytest.raises(MlplabError, match="histogram"):
         default_edges("sigmoid", lo=1.0, hi=0.0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_exact_sum_over_the_whole_float32_range(kernel: str) -> None:
+    # y_hat = x exactly (1-1-1 identity network), so the kernels must sum raw float32 values exactly
+    net = Network.from_arrays([[1.0]], [0.0], [1.0], 0.0, "identity", "identity")
+    rng = np.random.default_rng(5)
+    special = np.float32([1e-45, -1e-45, 1.2e-38, 3.4e38, -3.4e38, 3.4e38, 0.0, -0.0, 1.0, np.inf, np.nan])
+    bits = rng.integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([special, bits, rng.standard_normal(5000).astype(np.float32)])
+    X = np.ascontiguousarray(x.reshape(-1, 1))
+    y, s = ChunkKernel(net, default_edges("identity"), "skip", kernel)(X, 0)  # skip: the kernel's own statistics
+    finite = x[np.isfinite(x)]
+    np.testing.assert_array_equal(y[np.isfinite(x)], finite)
+    exact = sum((Fraction(float(v)) for v in finite), Fraction(0))
+    assert s.sum_units == exact * 2**149 and s.counted == finite.size
+    assert s.mean_y_hat == float(exact / finite.size)
+    assert s == summarize_y(y, default_edges("identity"), ~np.isfinite(x), 0)
