@@ -160,7 +160,8 @@ def test_report_without_results_marks_every_missing_item(tmp_path):
     assert tex.count("\\notproduced{") == len(files.missing) > 5
     for number in ["1", "2", "3", "4", "5", "6", "9", "11", "12--13", "14", "16"]:
         assert f"Question {number}:" in tex
-    assert files.listings > 10 and "\\lstinputlisting" in tex
+    appendix = (tmp_path / "report" / "code-appendix.tex").read_text()
+    assert files.listings > 10 and "\\input{code-appendix}" in tex and "\\lstinputlisting" in appendix
     bib = files.bib.read_text()
     assert all(f"{{{key}," in bib for key in re.findall(r"\\cite[pt]?\{([^}]*)\}", tex) for key in key.split(","))
 

@@ -72,7 +72,9 @@ def write_report(results_dir: Path, report_dir: Path, *, problem_path: Path | No
            "\\appendix", "\\section{Forward pass by hand, all nine activation pairs}\\label{app:byhand}",
            m.fragment(["section1/byhand_all_pairs.tex"], "The by-hand derivation for all pairs.",
                       "mlplab reproduce --only section1"),
-           appendix, "\\end{document}", ""]
+           "% The source listings are long; comment out the next line for a faster draft compile.",
+           "\\input{code-appendix}", "\\end{document}", ""]
+    atomic_write_text(report_dir / "code-appendix.tex", appendix + "\n")
     tex_path = atomic_write_text(report_dir / "report.tex", "\n".join(doc))
     bib_path = atomic_write_text(report_dir / "references.bib", BIBTEX)
     m.save_manifest()
