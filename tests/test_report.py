@@ -126,7 +126,7 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [["--jobs", "0"], ["--only", "nonsense"], ["--report", "FILE/sub"],
-                                   ["--results", "FILE/sub"]])
+                                   ["--results", "FILE/sub"], ["--problem", "FILE.missing"], ["--problem", "FILE"]])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra):
     blocker = tmp_path / "FILE"
     blocker.write_text("a file, not a folder")

@@ -56,6 +56,9 @@ class Settings:
     def problem_digest(self) -> str:
         if self.problem_path is None:
             return "seed"
+        from mlplab.problem import load_problem
+
+        load_problem(self.problem_path)  # a missing or malformed file is a clear error before anything runs
         return hashlib.sha256(Path(self.problem_path).read_bytes()).hexdigest()[:16]
 
 
