@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -154,7 +155,10 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 
 def test_run_folder_contents(tmp_path):
     config = cfg("training.validation_split=0.1", epochs=3)
+    tick = time.perf_counter()
     summary, store = run(config, tmp_path, figures=True)
+    elapsed = time.perf_counter() - tick
+    assert summary["train_time_s"] <= summary["wall_time_s"] <= elapsed  # an invariant, not a speed claim
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.json", "metrics.csv", "summary.json", "checkpoint.pt", "loss.png", "loss.pdf"} <= names
     assert json.loads(store.config_path.read_text()) == config_to_dict(config)

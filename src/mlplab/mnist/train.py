@@ -273,6 +273,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     bar = tqdm(total=remaining * epoch_runner.num_batches, disable=(not progress) or None, unit="batch",
                leave=False, dynamic_ncols=True)
     session_start = time.perf_counter()
+    status["elapsed_s"] += session_start - started  # this session's setup (data to device, model, checkpoint)
     try:
         for epoch in range(len(rows) + 1, len(rows) + 1 + remaining):
             bar.set_description(f"epoch {epoch}/{t.num_epochs}")
@@ -314,7 +315,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
         model.load_state_dict(best["model"])
         restored = best["epoch"]
     summary = summarize(config, rows, status, restored, count_parameters(model), str(dev))
-    summary["wall_time_s"] = status["elapsed_s"] + (session_start - started)
+    summary["wall_time_s"] = status["elapsed_s"]
     if store is not None:
         store.save_summary(summary)
         store.save_figures(rows, f"{run_name}: batch {t.batch_size}, lr {t.learning_rate:g}, hidden "
