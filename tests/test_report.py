@@ -70,6 +70,18 @@ def test_a_failure_blocks_its_dependents_only_and_is_retried(tmp_path):
     assert [o.status for o in out] == ["done", "done", "done"]
 
 
+def test_needs_met_by_earlier_runs_and_unmet_after_a_new_failure(tmp_path):
+    calls: list[str] = []
+    run_plan(_steps(tmp_path, calls), PlanState(tmp_path), progress=False)
+    only_b = [s for s in _steps(tmp_path, calls, {"epochs": 3}) if s.name == "b"]
+    (tmp_path / "b.txt").unlink()
+    assert [o.status for o in run_plan(only_b, PlanState(tmp_path), progress=False)] == ["done"]
+    (tmp_path / "b.txt").unlink()  # b must run again, but a (which it needs) now fails
+    out = run_plan(_steps(tmp_path, calls, {"epochs": 4}, fail="a"), PlanState(tmp_path), progress=False)
+    assert [o.status for o in out] == ["failed", "blocked", "done"]
+    assert "a" not in PlanState(tmp_path).steps
+
+
 def test_unavailable_part_and_unexpected_bug_are_reported_not_raised(tmp_path):
     def missing() -> StepOutput:
         raise StepUnavailable("not built yet")
@@ -194,7 +206,8 @@ def tiny_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_rerun_plan_shows_finished_steps(tiny_run, capsys):
-    root, _ = tiny_run
+    root, code = tiny_run
+    assert code == 0, "some step of the tiny run did not finish; see the captured stderr of the fixture"
     assert main(["reproduce", "--tiny", "--no-fetch", "--plan", "--results", str(root / "results"), "--report",
                  str(root / "report"), "--only", "section1", "section2"]) == 0
     err = capsys.readouterr().err

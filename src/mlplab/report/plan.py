@@ -163,7 +163,9 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
     total = sum(s.estimate_s for s in steps if s.name in todo) or 1.0
     bar = tqdm(total=round(total, 1), unit="s", desc="reproduce", disable=not progress, leave=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} est. s [{elapsed}<{remaining}]")
+    # A need is met by a step finished before (even one left out of this run by --only) or in this run.
     ok: set[str] = {s.name for s in steps if s.name not in todo}
+    ok |= {name for name, record in state.steps.items() if record.get("status") == "done"}
     outcomes: list[Outcome] = []
     if progress:  # lines printed under a live bar must go through tqdm, or they garble it
         def log(message: str) -> None:
@@ -194,6 +196,8 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
                 ok.add(step.name)
                 log(f"{head}: done in {format_duration(outcome.wall_s)}")
             else:
+                ok.discard(step.name)
+                state.forget(step.name)  # its old record no longer vouches for its outputs
                 log(f"{head}: {outcome.status}: {outcome.message}")
     finally:
         bar.close()

@@ -279,7 +279,10 @@ class _MnistBatch:
 
 
 def _mnist_compare(settings: Settings) -> StepOutput:
-    write = parts.lookup("mlplab.mnist.compare", "write_comparisons")
+    try:
+        write = parts.lookup("mlplab.mnist.compare_report", "write_comparisons")
+    except StepUnavailable:
+        write = parts.lookup("mlplab.mnist.compare", "write_comparisons")
     out = settings.mnist_dir / "comparisons"
     result = write(settings.mnist_dir, out, data_dir=settings.data_dir)
     paths = result[2] if isinstance(result, tuple) and len(result) == 3 else []
