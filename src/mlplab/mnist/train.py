@@ -177,8 +177,10 @@ class EpochRunner:
                 self._fast_adam = FusedAdamStep(self.optimizer)
         return loss
 
-    def run(self, epoch: int, bar: Any = None, max_batches: int | None = None) -> tuple[float, dict[str, Any] | None]:
-        """Train one epoch (or its first `max_batches`); return (mean training loss, divergence record or None)."""
+    def run(self, epoch: int, bar: Any = None, max_batches: int | None = None,
+            note: str = "") -> tuple[float, dict[str, Any] | None]:
+        """Train one epoch (or its first `max_batches`); return (mean training loss, divergence record or None).
+        `note` (e.g. the last test loss) is shown after the current batch loss on the progress bar."""
         self.model.train()
         perm = torch.randperm(self.n, generator=self.generator, device=self.X.device)
         losses: list[torch.Tensor] = []
@@ -196,7 +198,7 @@ class EpochRunner:
                     return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[i - checked])}
                 if bar is not None:
                     bar.update(len(losses) - checked)
-                    bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}",
+                    bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}{note}",
                                         refresh=False)
                 checked = len(losses)
         mean = float(torch.stack(losses).double().cpu() @ self.sizes[:num_batches] / self.sizes[:num_batches].sum())
@@ -278,7 +280,8 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
         for epoch in range(len(rows) + 1, len(rows) + 1 + remaining):
             bar.set_description(f"epoch {epoch}/{t.num_epochs}")
             tick = time.perf_counter()
-            train_loss, divergence = epoch_runner.run(epoch, bar)
+            note = f" | last epoch: test loss {rows[-1]['test_loss']:.4f}" if rows else ""
+            train_loss, divergence = epoch_runner.run(epoch, bar, note=note)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_accuracy": None}
             if X_val is not None and y_val is not None:
                 row["val_loss"], row["val_accuracy"] = evaluate(model, X_val, y_val, t.test_batch_size)
