@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,6 @@ class SweepOptions:
     device: str | None = None
     progress: bool = True
     data: Any = None  # (train, test) already in memory, e.g. tiny synthetic data in tests
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def available_cores() -> int:
@@ -183,7 +182,7 @@ def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None 
             if on_done:
                 on_done(plan, results[plan.name])
     else:
-        quiet = SweepOptions(**{**options.__dict__, "progress": False})  # several bars at once would garble
+        quiet = replace(options, progress=False)  # several progress bars at once would garble each other
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
             pending: dict[Future[dict[str, Any]], RunPlan] = {
                 pool.submit(_worker, plan, quiet, threads): plan for plan in todo}
