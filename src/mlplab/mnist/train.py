@@ -119,7 +119,12 @@ class FusedAdamStep:
         self.grads = [p.grad for p in self.params]
         self.exp_avgs = [s["exp_avg"] for s in states]
         self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        self.steps = [s["step"] for s in states]
+        # One tensor holds every parameter's step count and the optimizer state gets views of it, so the
+        # per-step increment is one `add_` instead of a per-tensor `_foreach_add_` (50 us here at batch 6).
+        self.step_all = torch.stack([s["step"] for s in states])
+        self.steps = list(self.step_all.unbind(0))
+        for state, view in zip(states, self.steps):
+            state["step"] = view
         self.beta1, self.beta2 = group["betas"]
         self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
 
@@ -138,7 +143,7 @@ class FusedAdamStep:
                 and all(p.grad is not None and "exp_avg" in optimizer.state[p] for p in params))
 
     def __call__(self) -> None:
-        torch._foreach_add_(self.steps, 1)
+        self.step_all.add_(1)
         torch._fused_adam_(self.params, self.grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
                            amsgrad=False, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
                            weight_decay=self.weight_decay, eps=self.eps, maximize=False, grad_scale=None,
