@@ -153,3 +153,12 @@ def test_exact_sum_over_the_whole_float32_range(kernel: str) -> None:
     assert s.sum_units == exact * 2**149 and s.counted == finite.size
     assert s.mean_y_hat == float(exact / finite.size)
     assert s == summarize_y(y, default_edges("identity"), ~np.isfinite(x), 0)
+
+
+def test_loading_the_native_kernel_keeps_subnormals() -> None:
+    """A -ffast-math shared object can switch on flush-to-zero for the whole process; ours must not."""
+    for a1, a2 in PAIRS[:2]:
+        load_native(3, 2, a1, a2)
+    tiny = np.array([1e-40], dtype=np.float32)  # a float32 subnormal
+    assert (tiny * np.float32(1.0))[0] != 0
+    assert torch.tensor([1e-40], dtype=torch.float32).mul(1.0).item() != 0

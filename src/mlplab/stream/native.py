@@ -174,7 +174,11 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
 }
 """
 
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC"]
+# Compiled with -ffast-math but linked without it: linking a shared object with -ffast-math adds crtfastmath.o,
+# which switches on flush-to-zero for the whole process when the library loads (subnormals become 0 in NumPy,
+# torch and everything else).
+LINK_FLAGS = ["-shared", "-fPIC"]
 
 
 class NativeKernel:
@@ -245,7 +249,8 @@ def load_native(d: int, h: int, act1: str, act2: str) -> NativeKernel | None:
         return None
     defines = [f"-DD={d}", f"-DH={h}", f"-DA1={ACT_CODES[act1]}", f"-DA2={ACT_CODES[act2]}"]
     # -march=native code is only valid on this kind of CPU: a shared cache must not hand it to another one
-    key = hashlib.sha256("\n".join([C_SOURCE, cc, *FLAGS, *defines, _cpu_identity()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([C_SOURCE, cc, *FLAGS, *LINK_FLAGS, *defines, _cpu_identity()]).encode()
+                         ).hexdigest()[:16]
     folder = cache_dir()
     target = folder / f"mlp_{d}x{h}_{act1}_{act2}_{key}.so"
     if not target.exists():
@@ -254,11 +259,14 @@ def load_native(d: int, h: int, act1: str, act2: str) -> NativeKernel | None:
             with tempfile.TemporaryDirectory(dir=folder) as tmp:
                 src = Path(tmp) / "kernel.c"
                 src.write_text(C_SOURCE)
-                out = Path(tmp) / "kernel.so"
+                obj, out = Path(tmp) / "kernel.o", Path(tmp) / "kernel.so"
+                compile_cmd = [cc, *FLAGS, *defines, "-c", str(src), "-o", str(obj)]
+                if subprocess.run(compile_cmd, capture_output=True, timeout=120).returncode != 0:
+                    return None
                 # libmvec holds the vector expf that -ffast-math lets GCC call
-                cmd = [cc, *FLAGS, *defines, str(src), "-o", str(out), "-lm"]
-                ok = subprocess.run([*cmd[:-1], "-lmvec", "-lm"], capture_output=True, timeout=120).returncode == 0
-                if not ok and subprocess.run(cmd, capture_output=True, timeout=120).returncode != 0:
+                link = [cc, *LINK_FLAGS, str(obj), "-o", str(out)]
+                ok = subprocess.run([*link, "-lmvec", "-lm"], capture_output=True, timeout=120).returncode == 0
+                if not ok and subprocess.run([*link, "-lm"], capture_output=True, timeout=120).returncode != 0:
                     return None
                 os.replace(out, target)  # atomic: other processes see the whole file or none
         except (OSError, subprocess.SubprocessError):
