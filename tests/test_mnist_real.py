@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from fractions import Fraction
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from mlplab.cli import main
-from mlplab.mnist.data import MEAN, STD, default_data_dir, load_mnist
+from mlplab.mnist.data import MEAN, STD, load_mnist
 from mlplab.mnist.fetch import MNIST_FILES, cached_path, verify_mnist
 from mlplab.mnist.idx import read_idx
 
@@ -34,13 +33,8 @@ TEST_DIGITS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 @pytest.fixture(scope="module")
-def folder():
-    where = default_data_dir()
-    if all(cached_path(where, name) for name in MNIST_FILES):
-        return where
-    if os.environ.get("MLPLAB_REQUIRE_MNIST") == "1":
-        pytest.fail(f"MLPLAB_REQUIRE_MNIST=1 but MNIST is not in {where}; run `mlplab data fetch`")
-    pytest.skip(f"real MNIST not in {where} (run `mlplab data fetch`)")
+def folder(real_mnist_dir):
+    return real_mnist_dir
 
 
 @pytest.fixture(scope="module")

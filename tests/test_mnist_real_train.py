@@ -6,25 +6,18 @@ Skipped when the files are absent, unless MLPLAB_REQUIRE_MNIST=1 (CI sets it aft
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from mlplab.cli import main
-from mlplab.mnist.data import default_data_dir, load_mnist
-from mlplab.mnist.fetch import MNIST_FILES, cached_path
+from mlplab.mnist.data import load_mnist
 
 pytestmark = [pytest.mark.mnist, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def folder():
-    where = default_data_dir()
-    if all(cached_path(where, name) for name in MNIST_FILES):
-        return where
-    if os.environ.get("MLPLAB_REQUIRE_MNIST") == "1":
-        pytest.fail(f"MLPLAB_REQUIRE_MNIST=1 but MNIST is not in {where}; run `mlplab data fetch`")
-    pytest.skip(f"real MNIST not in {where} (run `mlplab data fetch`)")
+def folder(real_mnist_dir):
+    return real_mnist_dir
 
 
 def test_one_epoch_of_the_default_model_reaches_95_percent(folder, tmp_path, capsys):
