@@ -116,3 +116,8 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "usage: mlplab" in capsys.readouterr().out
+
+
+def test_latex_cell_starting_with_bracket_is_not_an_optional_argument():
+    t = Table("Sizes", ["hidden", "params"], [["[512, 256, 128]", 567434], ["[16]", 12730]])
+    assert "{}[16] & $12730$ \\\\" in t.to_latex()

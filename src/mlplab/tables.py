@@ -153,7 +153,8 @@ def latex_cell(text: str) -> str:
     try:
         float(text)
     except ValueError:
-        return latex_escape(text)
+        # a cell starting with '[' (like "[16]") would be read as the optional argument of the \\ before it
+        return ("{}" if text.startswith("[") else "") + latex_escape(text)
     if "e" in text.lower() and text.lower() not in ("inf", "-inf", "nan"):
         mantissa, exponent = text.lower().split("e")
         return f"${mantissa} \\times 10^{{{int(exponent)}}}$"
