@@ -121,3 +121,13 @@ def test_cli_without_command_prints_help(capsys):
 def test_latex_cell_starting_with_bracket_is_not_an_optional_argument():
     t = Table("Sizes", ["hidden", "params"], [["[512, 256, 128]", 567434], ["[16]", 12730]])
     assert "{}[16] & $12730$ \\\\" in t.to_latex()
+
+
+def test_atomic_write_gives_the_usual_file_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = atomic_write_text(tmp_path / "r.txt", "x")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

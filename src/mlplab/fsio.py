@@ -16,6 +16,9 @@ from typing import IO, Any
 
 from mlplab.errors import MlplabError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` (and parents) if needed and check that it is a writable folder."""
@@ -37,6 +40,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     ensure_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should get the usual permissions
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
