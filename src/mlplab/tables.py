@@ -89,7 +89,7 @@ class Table:
         spec = "".join("r" if self._numeric(j) else "l" for j in range(len(cols)))
         out = ["\\begin{table}[htbp]", "\\centering"]
         if self.caption or self.title:
-            out.append(f"\\caption{{{latex_escape(self.caption or self.title)}}}")
+            out.append(f"\\caption{{{latex_text(self.caption or self.title)}}}")
         if self.label:
             out.append(f"\\label{{{self.label}}}")
         out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
@@ -146,6 +146,18 @@ def latex_escape(text: str) -> str:
     'a\\\\_1 \\\\& 50\\\\%'
     """
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex_text(text: str) -> str:
+    r"""Escape plain text for LaTeX but keep `$...$` segments as math (captions may hold formulas).
+
+    >>> print(latex_text(r"MSE terms, $(\sigma_{ReLU}, \sigma_{sigm})$ & 50%"))
+    MSE terms, $(\sigma_{ReLU}, \sigma_{sigm})$ \& 50\%
+    """
+    parts = text.split("$")
+    if len(parts) % 2 == 0:  # an unpaired $: treat everything as text
+        return latex_escape(text)
+    return "".join(f"${p}$" if i % 2 else latex_escape(p) for i, p in enumerate(parts))
 
 
 def latex_cell(text: str) -> str:
