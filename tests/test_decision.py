@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import pytest
 import torch
@@ -37,22 +36,11 @@ def test_boundary_and_rounding():
     assert predict_labels(torch.sigmoid(tiny)).item() == 1 and predict_labels_from_logits(tiny).item() == 0
 
 
-def _exact_z2(sigma1: str) -> list[Fraction]:
-    """z2 of the seed problem for sigma1 in {identity, relu}, exactly."""
-    p = load_problem()
-    out = []
-    for x in p.X:
-        z1 = [sum((xk * p.W1[k][j] for k, xk in enumerate(x)), Fraction(0)) + p.b1[j] for j in range(p.h)]
-        a1 = z1 if sigma1 == "identity" else [max(Fraction(0), v) for v in z1]
-        out.append(sum((a * w for a, w in zip(a1, p.w2)), Fraction(0)) + p.b2)
-    return out
-
-
 @pytest.mark.parametrize("sigma1", ["identity", "relu"])
-def test_sigmoid_output_labels_match_exact_sign_of_z2(sigma1):
+def test_sigmoid_output_labels_match_exact_sign_of_z2(sigma1, exact_seed_z2):
     p = load_problem()
     d = classify_pairs(p.tensors(), [(sigma1, "sigmoid")])[0]
-    expected = [int(z >= 0) for z in _exact_z2(sigma1)]
+    expected = [int(z >= 0) for z in exact_seed_z2(sigma1)]
     assert d.labels == expected
     assert d.correct == [lab == int(y) for lab, y in zip(expected, p.y)]
     assert d.probabilistic

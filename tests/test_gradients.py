@@ -84,21 +84,11 @@ def test_random_problems(n, d, h, seed, s1, s2, loss):
             assert relative_error(e.chain, e.finite_diff) < 1e-5, (e.param, e.index, e.chain, e.finite_diff)
 
 
-def _exact_y_hat_identity_output(sigma1: str) -> list[Fraction]:
-    p = load_problem()
-    out = []
-    for x in p.X:
-        z1 = [sum((xk * p.W1[k][j] for k, xk in enumerate(x)), Fraction(0)) + p.b1[j] for j in range(p.h)]
-        a1 = z1 if sigma1 == "identity" else [max(Fraction(0), v) for v in z1]
-        out.append(sum((a * w for a, w in zip(a1, p.w2)), Fraction(0)) + p.b2)
-    return out
-
-
 @pytest.mark.parametrize("sigma1", ["identity", "relu"])
-def test_b2_closed_form_identity_output_is_exact(sigma1):
+def test_b2_closed_form_identity_output_is_exact(sigma1, exact_seed_z2):
     """Seed task 8-9: dL_MSE/db2 = (2/N) sum (y_hat - y) with sigma2 = identity, in Fractions."""
     p = load_problem()
-    y_hat = _exact_y_hat_identity_output(sigma1)
+    y_hat = exact_seed_z2(sigma1)  # sigma2 = identity: y_hat = z2
     expected = 2 * sum((a - b for a, b in zip(y_hat, p.y)), Fraction(0)) / p.n
     assert b2_gradient_exact(p, sigma1, "identity") == expected
     t = p.tensors()

@@ -13,11 +13,8 @@ from mlplab.mnist.model import MLP, closed_form_parameters, count_parameters, la
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 @pytest.mark.parametrize("hidden, expected", [([512, 256, 128], 567_434), ([16], 12_730)])

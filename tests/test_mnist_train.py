@@ -23,11 +23,8 @@ TIMING = {"epoch_time_s"}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here runs on one torch thread."""
 
 
 def synthetic(n: int, seed: int) -> MnistSplit:
