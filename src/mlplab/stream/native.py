@@ -15,18 +15,11 @@ sums per 4096-row block and 16-exponent bucket turned into int64 counts of that 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
+from mlplab.cbuild import build
 from mlplab.stream.summary import EXACT_BLOCK_ROWS
 
 ACT_CODES = {"identity": 0, "relu": 1, "sigmoid": 2}
@@ -174,18 +167,10 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
 }
 """
 
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC"]
-# Compiled with -ffast-math but linked without it: linking a shared object with -ffast-math adds crtfastmath.o,
-# which switches on flush-to-zero for the whole process when the library loads (subnormals become 0 in NumPy,
-# torch and everything else).
-LINK_FLAGS = ["-shared", "-fPIC"]
-
-
 class NativeKernel:
     """ctypes wrapper of one compiled (d, h, sigma_1, sigma_2) kernel."""
 
-    def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
-        self.path = path
+    def __init__(self, lib: ctypes.CDLL) -> None:
         self._fn = lib.mlp_chunk
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         self._fn.argtypes = [p, i64, p, p, p, ctypes.c_float, ctypes.c_int, p, p, ctypes.c_int, p, p, p, p]
@@ -216,62 +201,13 @@ def units_from_isums(isums: np.ndarray) -> int:
     return total >> 1
 
 
-def _compiler() -> str | None:
-    for cand in (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc"):
-        if cand and shutil.which(cand.split()[0]):
-            return cand.split()[0]
-    return None
-
-
-def _cpu_identity() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("MLPLAB_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlplab" / "kernels"
-
-
 @lru_cache(maxsize=32)
 def load_native(d: int, h: int, act1: str, act2: str) -> NativeKernel | None:
     """Compile (once, cached on disk) and load the kernel for this network; None if impossible here.
 
     Set MLPLAB_NATIVE=0 to switch it off.
     """
-    if os.environ.get("MLPLAB_NATIVE", "1") == "0" or not sys.platform.startswith("linux"):
-        return None
-    cc = _compiler()
-    if cc is None:
-        return None
     defines = [f"-DD={d}", f"-DH={h}", f"-DA1={ACT_CODES[act1]}", f"-DA2={ACT_CODES[act2]}"]
-    # -march=native code is only valid on this kind of CPU: a shared cache must not hand it to another one
-    key = hashlib.sha256("\n".join([C_SOURCE, cc, *FLAGS, *LINK_FLAGS, *defines, _cpu_identity()]).encode()
-                         ).hexdigest()[:16]
-    folder = cache_dir()
-    target = folder / f"mlp_{d}x{h}_{act1}_{act2}_{key}.so"
-    if not target.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                src = Path(tmp) / "kernel.c"
-                src.write_text(C_SOURCE)
-                obj, out = Path(tmp) / "kernel.o", Path(tmp) / "kernel.so"
-                compile_cmd = [cc, *FLAGS, *defines, "-c", str(src), "-o", str(obj)]
-                if subprocess.run(compile_cmd, capture_output=True, timeout=120).returncode != 0:
-                    return None
-                # libmvec holds the vector expf that -ffast-math lets GCC call
-                link = [cc, *LINK_FLAGS, str(obj), "-o", str(out)]
-                ok = subprocess.run([*link, "-lmvec", "-lm"], capture_output=True, timeout=120).returncode == 0
-                if not ok and subprocess.run([*link, "-lm"], capture_output=True, timeout=120).returncode != 0:
-                    return None
-                os.replace(out, target)  # atomic: other processes see the whole file or none
-        except (OSError, subprocess.SubprocessError):
-            return None
-    try:
-        return NativeKernel(ctypes.CDLL(str(target)), target)
-    except OSError:
-        return None
+    # libmvec holds the vector expf that -ffast-math lets GCC call
+    lib = build(C_SOURCE, f"mlp_{d}x{h}_{act1}_{act2}", defines, libs=("-lmvec", "-lm"))
+    return NativeKernel(lib) if lib is not None else None
