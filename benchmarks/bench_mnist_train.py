@@ -8,14 +8,16 @@ epoch (or the first --max-batches batches) with
              loss.item() every step (the pattern of most MNIST tutorials);
   tensor     the data held as one normalized tensor, batches sliced from a seeded permutation, autograd,
              fused Adam (mlplab's `training.engine=autograd`);
-  mlplab     the same plus the hand-written backward with preallocated buffers (the default engine),
+  mlplab-torch  the same plus the hand-written backward with preallocated buffers, run as torch kernels;
+  mlplab     mlplab's default trainer: as mlplab-torch, except that batches of at most 8 rows on a CPU go
+             through the compiled step of mlplab.mnist.native_step (forward, backward and Adam in one C call),
 
 and prints samples/s, the speed-up over the tutorial, and the achieved GFLOP/s = 6 × parameters × samples/s
 (2 FLOPs per multiply-add, forward 1×, backward 2× the forward) as a fraction of the best torch.mm GFLOP/s
 measured in the same run on the same threads. Variants are interleaved and repeated (--repeats), and the best
 of the repeats is kept, because other processes on a shared machine only ever slow a run down.
 
-    python benchmarks/bench_mnist_train.py                      # all batch sizes, all three variants
+    python benchmarks/bench_mnist_train.py                      # all batch sizes, all four variants
     python benchmarks/bench_mnist_train.py --batch-sizes 64 --max-batches 300 --threads 1
 """
 
@@ -40,7 +42,7 @@ from mlplab.mnist.model import MLP, count_parameters
 from mlplab.mnist.train import EpochRunner, build_model, make_optimizer
 from mlplab.tables import Table
 
-VARIANTS = ("tutorial", "tensor", "mlplab")
+VARIANTS = ("tutorial", "tensor", "mlplab-torch", "mlplab")
 DEFAULT_MAX_BATCHES = {6: 2000}  # B=6 with the tutorial pipeline takes minutes per epoch; 12,000 samples suffice
 
 
@@ -104,7 +106,7 @@ def time_tutorial(images: np.ndarray, labels: np.ndarray, B: int, max_batches: i
 
 
 def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engine: str,
-                seed: int) -> tuple[int, float]:
+                seed: int, allow_native: bool = True) -> tuple[int, float]:
     config = resolve_config(overrides=[f"training.batch_size={B}", f"training.engine={engine}",
                                        f"training.seed={seed}"])
     torch.manual_seed(seed)
@@ -112,7 +114,7 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device=X.device)
     generator.manual_seed(seed)
-    runner = EpochRunner(config, model, optimizer, X, y, generator)
+    runner = EpochRunner(config, model, optimizer, X, y, generator, allow_native=allow_native)
     runner.run(0, max_batches=3)  # warm-up: first-call allocations and kernel selection
     tick = time.perf_counter()
     runner.run(1, max_batches=max_batches)  # ends by reading the losses back: the device is synchronized
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "tutorial":
                     n, dt = time_tutorial(images, labels, B, cap, seed=r, device=device)
                 else:
-                    n, dt = time_mlplab(X, y, B, cap, "autograd" if variant == "tensor" else "manual", seed=r)
+                    n, dt = time_mlplab(X, y, B, cap, "autograd" if variant == "tensor" else "manual", seed=r,
+                                        allow_native=variant != "mlplab-torch")
                 results[(variant, B)] = max(results.get((variant, B), 0.0), n / dt)
                 print(f"B={B} {variant} repeat {r + 1}: {n} samples, {n / dt:,.0f} samples/s", file=sys.stderr)
         peak = max(peak, mm_peak_gflops(device, repeats=2))  # measured again: the machine's best moment counts

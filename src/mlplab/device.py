@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -32,3 +34,29 @@ def get_device(override: str | torch.device | None = None) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise MlplabError(f"device {choice!r} asked for, but MPS is not available here", hint="use --device cpu")
     return device
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormal floats to zero right now."""
+    return float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) == 0.0
+
+
+@contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[None]:
+    """Treat subnormal floats as zero on the CPU inside the block (`torch.set_flush_denormal`), then restore
+    the previous mode. Subnormals (below 1.2e-38 in float32) cost ~100 cycles per operation on x86 CPUs.
+
+    >>> with flush_denormals():
+    ...     flushing_denormals()
+    True
+    >>> flushing_denormals()
+    False
+    """
+    before = flushing_denormals()
+    if enabled and not before:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if enabled and not before:
+            torch.set_flush_denormal(False)

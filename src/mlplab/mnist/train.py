@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mlplab.device import get_device
+from mlplab.device import flush_denormals, get_device
 from mlplab.errors import MlplabError
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.best_epoch import analyse_curve, stop_epoch
 from mlplab.mnist.config import Config, config_to_dict
 from mlplab.mnist.data import MnistSplit
 from mlplab.mnist.model import MLP, count_parameters
+from mlplab.mnist.native_step import NativeStep
+from mlplab.mnist.native_step import applies as native_applies
 from mlplab.mnist.runstore import RunStore, json_safe
 from mlplab.mnist.tracking import Tracker
 from mlplab.seeding import seed_everything
@@ -154,9 +156,10 @@ class EpochRunner:
     """One pass over the training set; the losses stay on the device until a check (also used by the benchmark)."""
 
     def __init__(self, config: Config, model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
-                 y: torch.Tensor, generator: torch.Generator) -> None:
+                 y: torch.Tensor, generator: torch.Generator, allow_native: bool = True) -> None:
         self.model, self.optimizer, self.X, self.y, self.generator = model, optimizer, X, y, generator
         self.B = config.training.batch_size
+        self.flush = config.training.flush_denormals and X.device.type == "cpu"
         self.n = len(y)
         self.num_batches = math.ceil(self.n / self.B)
         self.sizes = torch.tensor([min(self.B, self.n - b * self.B) for b in range(self.num_batches)],
@@ -164,6 +167,12 @@ class EpochRunner:
         self.manual = (ManualBackprop(model, min(self.B, self.n), generator)
                        if config.training.engine == "manual" else None)
         self._fast_adam: FusedAdamStep | None = None
+        # small batches on a CPU: the compiled step (forward, backward and Adam in one call; see native_step)
+        self.native = (NativeStep(model, optimizer, min(self.B, self.n), generator, X, y, self.flush)
+                       if allow_native and self.manual is not None
+                       and native_applies(model, optimizer, min(self.B, self.n))
+                       else None)
+        self.kernel = "native" if self.native is not None else "torch"
 
     def _step(self, index: torch.Tensor) -> torch.Tensor:
         if self.manual is not None:
@@ -186,27 +195,38 @@ class EpochRunner:
             note: str = "") -> tuple[float, dict[str, Any] | None]:
         """Train one epoch (or its first `max_batches`); return (mean training loss, divergence record or None).
         `note` (e.g. the last test loss) is shown after the current batch loss on the progress bar."""
+        with flush_denormals(self.flush):
+            return self._run(epoch, bar, max_batches, note)
+
+    def _run(self, epoch: int, bar: Any, max_batches: int | None, note: str) -> tuple[float, dict[str, Any] | None]:
         self.model.train()
         perm = torch.randperm(self.n, generator=self.generator, device=self.X.device)
-        losses: list[torch.Tensor] = []
+        losses: list[torch.Tensor] = []  # the torch engines' 0-dim losses; the native step writes into `written`
+        written = torch.zeros(self.num_batches) if self.native is not None else None
+
+        def read(lo: int, hi: int) -> torch.Tensor:  # batch losses lo..hi-1 as float64 on the host
+            return (written[lo:hi] if written is not None else torch.stack(losses[lo:hi])).double().cpu()
+
         checked = 0
         num_batches = self.num_batches if max_batches is None else min(max_batches, self.num_batches)
         for b in range(num_batches):
-            losses.append(self._step(perm[b * self.B:(b + 1) * self.B]))
-            if len(losses) - checked >= _CHECK_EVERY or b == num_batches - 1:
-                chunk = torch.stack(losses[checked:]).double().cpu()  # the one device→host read per chunk
+            if self.native is not None and written is not None:
+                self.native.step(perm, b * self.B, min(self.B, self.n - b * self.B), written, b)
+            else:
+                losses.append(self._step(perm[b * self.B:(b + 1) * self.B]))
+            if b + 1 - checked >= _CHECK_EVERY or b == num_batches - 1:
+                chunk = read(checked, b + 1)  # the one device→host read per chunk
                 bad = torch.nonzero(~(chunk <= DIVERGENCE_THRESHOLD))  # NaN fails every comparison
                 if len(bad):
                     i = checked + int(bad[0, 0])
-                    mean = float(torch.stack(losses[: i + 1]).double().cpu() @ self.sizes[: i + 1]
-                                 / self.sizes[: i + 1].sum())
+                    mean = float(read(0, i + 1) @ self.sizes[: i + 1] / self.sizes[: i + 1].sum())
                     return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[i - checked])}
                 if bar is not None:
-                    bar.update(len(losses) - checked)
+                    bar.update(b + 1 - checked)
                     bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}{note}",
                                         refresh=False)
-                checked = len(losses)
-        mean = float(torch.stack(losses).double().cpu() @ self.sizes[:num_batches] / self.sizes[:num_batches].sum())
+                checked = b + 1
+        mean = float(read(0, num_batches) @ self.sizes[:num_batches] / self.sizes[:num_batches].sum())
         return mean, None
 
 
@@ -323,6 +343,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
         model.load_state_dict(best["model"])
         restored = best["epoch"]
     summary = summarize(config, rows, status, restored, count_parameters(model), str(dev))
+    summary["kernel"] = epoch_runner.kernel  # "native": the compiled small-batch step; "torch": torch kernels
     summary["wall_time_s"] = status["elapsed_s"]
     if store is not None:
         store.save_summary(summary)
