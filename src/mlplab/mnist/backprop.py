@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mlplab.mnist.dropout import DropoutStream
 from mlplab.mnist.model import MLP
 
 _threshold_backward = torch.ops.aten.threshold_backward.grad_input
@@ -40,8 +41,8 @@ def _grad(param: torch.Tensor) -> torch.Tensor:
 class ManualBackprop:
     """Computes the loss and writes the gradients into each parameter's `.grad` (then call `optimizer.step()`).
 
-    Dropout masks are drawn from `generator` (on the model's device), so a run is reproducible and resumable
-    from the generator's state; `dropout_masks()` returns the last step's (for tests).
+    Dropout masks come from a `DropoutStream` on `generator` (on the model's device), so a run is reproducible
+    and resumable from the generator's state; `dropout_masks()` returns the last step's (for tests).
 
     >>> _ = torch.manual_seed(0); model = MLP(4, [3], 2, 0.0)
     >>> engine = ManualBackprop(model, batch_size=5, generator=torch.Generator().manual_seed(0))
@@ -50,10 +51,12 @@ class ManualBackprop:
     torch.Size([3, 4])
     """
 
-    def __init__(self, model: MLP, batch_size: int, generator: torch.Generator) -> None:
+    def __init__(self, model: MLP, batch_size: int, generator: torch.Generator,
+                 dropout: DropoutStream | None = None) -> None:
         self.model = model
         self.generator = generator
         self.p = float(model.dropout_rate)
+        self.dropout = dropout if dropout is not None else DropoutStream(generator, self.p)
         self.softmax_output = model.softmax_output
         self.layers = model.linears()
         first = self.layers[0].weight
@@ -107,7 +110,7 @@ class ManualBackprop:
             torch.addmm(self._b[k], A[-1], self._Wt[k], alpha=s if k > 0 else 1.0, out=Z)  # Z_k (n, n_k)
             if self.p > 0:
                 M = buffers["M"][k]
-                M.uniform_(generator=self.generator).ge_(self.p)  # m_k: 1 keeps a unit, 0 drops it
+                self.dropout.fill(M)  # m_k: 1 keeps a unit, 0 drops it
                 Z.mul_(M)
                 self.masks.append(M)
             A.append(Z.relu_())  # A'_k = relu(Z_k) ⊙ m_k

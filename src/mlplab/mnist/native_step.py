@@ -11,7 +11,7 @@ the weight and its two moments while they are in registers: no gradient buffer, 
 W, m and v per step.
 
 The mathematics is `ManualBackprop`'s (see mlplab.mnist.backprop: dropout scale s folded into the products,
-the 0/1 masks drawn by the caller from the run's generator, so the masks are those of the torch engine) and
+the 0/1 masks drawn by `mlplab.mnist.dropout` from the run's generator, as for the torch engine) and
 torch's Adam (`torch._fused_adam_`: m ← β1·m + (1−β1)·g, v ← β2·v + (1−β2)·g², w ← w − lr/(1−β1ᵗ) ·
 m / (√v/√(1−β2ᵗ) + ε), weight decay added to g), in float32 with another summation order: results agree
 with the torch engine to rounding, not bit for bit (tests/test_mnist_native.py). The optimizer's own state
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from mlplab.cbuild import build
+from mlplab.mnist.dropout import DropoutStream
 from mlplab.mnist.model import MLP
 
 MAX_ROWS = 8  # the kernel is unrolled for 1..8 rows
@@ -141,10 +142,11 @@ static void bwd(const float *dZ, int n, int out, const float *A, int in, float a
 /* One training step on n <= 8 rows. L layers; widths[0] = input size, widths[k + 1] = layer k's outputs
    (every layer's input width % 8 == 0). P[6k..6k+5] = W, b, m_W, v_W, m_b, v_b of layer k (W row-major
    (out, in)); steps: 2L float32 step counters. Xall, yall: the whole training set; index: the batch's rows.
-   U[k]: n x widths[k+1] uniform draws (k < L-1), a unit kept where U >= p. work: scratch floats
-   (`workspace_floats`). Writes the mean cross-entropy to *loss. */
+   K[k]: n x widths[k+1] dropout keep flags (k < L-1: 1 keeps a unit, 0 drops it), p the dropout rate.
+   ftz: treat subnormals as zero during the call. work: scratch floats (`workspace_floats`).
+   Writes the mean cross-entropy to *loss. */
 void mlp_train_step(int L, const int *widths, float **P, float *steps, const float *Xall, const int64_t *yall,
-                    const int64_t *index, int n, float **U, float p, double lr, double beta1, double beta2,
+                    const int64_t *index, int n, float **K, float p, double lr, double beta1, double beta2,
                     double eps, double wd, int ftz, float *work, float *loss) {
 #if defined(__SSE__)
     /* ftz: subnormal numbers as zero for the length of the call (Adam's moments reach them, and each one
@@ -170,7 +172,7 @@ void mlp_train_step(int L, const int *widths, float **P, float *steps, const flo
         if (k < L - 1)
             for (int64_t e = 0; e < (int64_t)n * o; e++) {
                 float z = act[k][e];
-                act[k][e] = (z > 0.f && U[k][e] >= p) ? z : 0.f;
+                act[k][e] = (z > 0.f && K[k][e] != 0.f) ? z : 0.f;
             }
         in = act[k];
     }
@@ -256,7 +258,8 @@ class NativeStep:
     perm[start:start+n] and writes the mean loss to `losses[slot]`."""
 
     def __init__(self, model: MLP, optimizer: torch.optim.Optimizer, batch_size: int,
-                 generator: torch.Generator, X_all: torch.Tensor, y_all: torch.Tensor, flush: bool = True) -> None:
+                 generator: torch.Generator, X_all: torch.Tensor, y_all: torch.Tensor, flush: bool = True,
+                 dropout: DropoutStream | None = None) -> None:
         fn = load()
         assert fn is not None and applies(model, optimizer, batch_size)
         self._fn = fn
@@ -290,9 +293,10 @@ class NativeStep:
         self._P = (ctypes.c_void_p * len(ptrs))(*ptrs)
         self._widths = (ctypes.c_int * len(widths))(*widths)
         self.L = len(layers)
-        # the uniform draws that decide dropout; without dropout every unit is kept, once and for all
+        # the 0/1 keep flags of dropout; without dropout every unit is kept, once and for all
         self.masks = [torch.empty(batch_size, w) if self.p > 0 else torch.ones(batch_size, w) for w in widths[1:-1]]
-        self._U = (ctypes.c_void_p * max(1, len(self.masks)))(*[m.data_ptr() for m in self.masks] or [0])
+        self._K = (ctypes.c_void_p * max(1, len(self.masks)))(*[m.data_ptr() for m in self.masks] or [0])
+        self.dropout = dropout if dropout is not None else DropoutStream(generator, self.p)
         self._work = torch.empty(workspace_floats(widths, batch_size))
         self.X_all, self.y_all = X_all.contiguous(), y_all.contiguous()
         assert self.X_all.dtype == torch.float32 and self.y_all.dtype == torch.int64
@@ -307,8 +311,8 @@ class NativeStep:
         if views is None:
             views = self._mask_views[n] = [m.view(-1)[: n * m.shape[1]] for m in self.masks]
         if self.p > 0:
-            for u in views:
-                u.uniform_(generator=self.generator)
+            for mask in views:
+                self.dropout.fill(mask)
         self._fn(self.L, self._widths, self._P, self.step_all.data_ptr(), self.X_all.data_ptr(),
-                 self.y_all.data_ptr(), perm.data_ptr() + 8 * start, n, self._U, self.p, *self._adam, self.flush,
+                 self.y_all.data_ptr(), perm.data_ptr() + 8 * start, n, self._K, self.p, *self._adam, self.flush,
                  self._work.data_ptr(), losses.data_ptr() + 4 * slot)

@@ -30,6 +30,7 @@ from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.best_epoch import analyse_curve, stop_epoch
 from mlplab.mnist.config import Config, config_to_dict
 from mlplab.mnist.data import MnistSplit
+from mlplab.mnist.dropout import DropoutStream
 from mlplab.mnist.model import MLP, count_parameters
 from mlplab.mnist.native_step import NativeStep
 from mlplab.mnist.native_step import applies as native_applies
@@ -164,11 +165,12 @@ class EpochRunner:
         self.num_batches = math.ceil(self.n / self.B)
         self.sizes = torch.tensor([min(self.B, self.n - b * self.B) for b in range(self.num_batches)],
                                   dtype=torch.float64)
-        self.manual = (ManualBackprop(model, min(self.B, self.n), generator)
+        self.dropout = DropoutStream(generator, model.dropout_rate)
+        self.manual = (ManualBackprop(model, min(self.B, self.n), generator, self.dropout)
                        if config.training.engine == "manual" else None)
         self._fast_adam: FusedAdamStep | None = None
         # small batches on a CPU: the compiled step (forward, backward and Adam in one call; see native_step)
-        self.native = (NativeStep(model, optimizer, min(self.B, self.n), generator, X, y, self.flush)
+        self.native = (NativeStep(model, optimizer, min(self.B, self.n), generator, X, y, self.flush, self.dropout)
                        if allow_native and self.manual is not None
                        and native_applies(model, optimizer, min(self.B, self.n))
                        else None)
@@ -201,6 +203,8 @@ class EpochRunner:
     def _run(self, epoch: int, bar: Any, max_batches: int | None, note: str) -> tuple[float, dict[str, Any] | None]:
         self.model.train()
         perm = torch.randperm(self.n, generator=self.generator, device=self.X.device)
+        if self.manual is not None:
+            self.dropout.begin_epoch()
         losses: list[torch.Tensor] = []  # the torch engines' 0-dim losses; the native step writes into `written`
         written = torch.zeros(self.num_batches) if self.native is not None else None
 

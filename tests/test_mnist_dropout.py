@@ -1,0 +1,65 @@
+"""The counter-based dropout masks (mlplab.mnist.dropout) against a Python model of the same hash, and their
+statistics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mlplab.mnist import dropout
+
+pytestmark = pytest.mark.skipif(dropout._load() is None, reason="no C compiler here")
+M32 = 0xFFFFFFFF
+
+
+def lowbias32(x: int) -> int:
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+def kept(key: int, i: int, p: float) -> bool:
+    x = lowbias32((i & M32) ^ (key & M32))
+    x = lowbias32(x ^ (key >> 32) ^ (((i >> 32) * 0x9E3779B9) & M32))
+    return (x >> 8) / 2**24 >= p  # exact in binary: the 24-bit uniform against the rate
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.0, 0.999])
+def test_keep_flags_equal_a_python_model_of_the_hash(p):
+    key, counter = 0x1234_5678_9ABC_DEF0, 2**32 - 40  # the counter crosses 2**32 inside the block
+    out = torch.empty(100)
+    dropout.keep_mask(key, counter, p, out)
+    assert out.tolist() == [1.0 if kept(key, counter + e, p) else 0.0 for e in range(100)]
+
+
+def test_keep_rate_and_independence():
+    out = torch.empty(1_000_000)
+    dropout.keep_mask(7, 0, 0.2, out)
+    rate, sigma = out.mean().item(), math.sqrt(0.2 * 0.8 / out.numel())
+    assert abs(rate - 0.8) < 5 * sigma
+    pairs = out[:-1] * out[1:]  # neighbours: independent flags give 0.64
+    assert abs(pairs.mean().item() - 0.64) < 5 * math.sqrt(0.64 * 0.36 / pairs.numel())
+    other = torch.empty(1_000_000)
+    dropout.keep_mask(8, 0, 0.2, other)  # another key: another, uncorrelated, stream
+    assert abs((out * other).mean().item() - 0.64) < 0.005
+
+
+def test_stream_is_reproducible_and_continues_across_fills():
+    a = dropout.DropoutStream(torch.Generator().manual_seed(3), 0.3)
+    b = dropout.DropoutStream(torch.Generator().manual_seed(3), 0.3)
+    assert a.kind == "counter-hash"
+    first, second, whole = torch.empty(4, 10), torch.empty(4, 10), torch.empty(80)
+    a.fill(first)
+    a.fill(second)
+    b.fill(whole)
+    assert torch.equal(torch.cat([first.view(-1), second.view(-1)]), whole)
+    a.begin_epoch()
+    b.begin_epoch()
+    again_a, again_b = torch.empty(40), torch.empty(40)
+    a.fill(again_a)
+    b.fill(again_b)
+    assert torch.equal(again_a, again_b) and not torch.equal(again_a, first.view(-1))
