@@ -16,7 +16,7 @@ from mlplab.cli.common import add_format, print_tables, say
 DEFAULT_OUT = Path("results") / "mnist" / "train"
 JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
                "test_accuracy_at_best_epoch", "onset_epoch", "selection", "epochs_run", "divergent", "divergence",
-               "stopped_early", "parameters", "device", "engine", "wall_time_s", "run_dir")
+               "stopped_early", "parameters", "device", "engine", "kernel", "wall_time_s", "run_dir")
 
 
 def register(sub: Any) -> None:
