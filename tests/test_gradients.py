@@ -80,8 +80,9 @@ def test_random_problems(n, d, h, seed, s1, s2, loss):
     for k in grads:
         torch.testing.assert_close(grads[k], auto[k], **TIGHT)
     for e in check_gradients(t, s1, s2, loss).entries:
-        if not e.kink:
-            assert relative_error(e.chain, e.finite_diff) < 1e-5, (e.param, e.index, e.chain, e.finite_diff)
+        if not e.kink:  # a central difference is good to ~1e-10 absolute here: the floor keeps tiny slopes fair
+            assert relative_error(e.chain, e.finite_diff, floor=1e-5) < 1e-5, (e.param, e.index, e.chain,
+                                                                               e.finite_diff)
 
 
 @pytest.mark.parametrize("sigma1", ["identity", "relu"])

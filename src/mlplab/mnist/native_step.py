@@ -35,7 +35,7 @@ from mlplab.mnist.model import MLP
 
 MAX_ROWS = 8  # the kernel is unrolled for 1..8 rows
 
-C_SOURCE = r"""
+_HEAD = r"""
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -51,94 +51,94 @@ static inline float hsum(v8f a) {
     return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
 
-/* Z[b, i] = alpha * <A[b, :], W[i, :]> + bias[i] for b < NB rows of A, i < out; in % 8 == 0; two rows of W
-   a pass, so each load of A feeds two multiply-adds */
-#define DEFINE_FWD(NB)                                                                                   \
-static void fwd_##NB(const float *R A, int in, const float *R W, const float *R bias, int out,          \
-                     float alpha, float *R Z) {                                                         \
-    int i = 0;                                                                                           \
-    for (; i + 2 <= out; i += 2) {                                                                       \
-        v8f acc0[NB], acc1[NB];                                                                          \
-        for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = V8(0.f);                                        \
-        const float *w0 = W + (int64_t)i * in, *w1 = w0 + in;                                            \
-        for (int j = 0; j < in; j += 8) {                                                                \
-            v8f u0 = *(const v8f *)(w0 + j), u1 = *(const v8f *)(w1 + j);                                \
-            for (int b = 0; b < NB; b++) {                                                               \
-                v8f a = *(const v8f *)(A + (int64_t)b * in + j);                                         \
-                acc0[b] += u0 * a;                                                                       \
-                acc1[b] += u1 * a;                                                                       \
-            }                                                                                            \
-        }                                                                                                \
-        for (int b = 0; b < NB; b++) {                                                                   \
-            Z[(int64_t)b * out + i] = alpha * hsum(acc0[b]) + bias[i];                                   \
-            Z[(int64_t)b * out + i + 1] = alpha * hsum(acc1[b]) + bias[i + 1];                           \
-        }                                                                                                \
-    }                                                                                                    \
-    for (; i < out; i++) {                                                                               \
-        v8f acc[NB];                                                                                     \
-        for (int b = 0; b < NB; b++) acc[b] = V8(0.f);                                                   \
-        const float *w = W + (int64_t)i * in;                                                            \
-        for (int j = 0; j < in; j += 8)                                                                  \
-            for (int b = 0; b < NB; b++) acc[b] += *(const v8f *)(w + j) * *(const v8f *)(A + (int64_t)b * in + j); \
-        for (int b = 0; b < NB; b++) Z[(int64_t)b * out + i] = alpha * hsum(acc[b]) + bias[i];           \
-    }                                                                                                    \
-}
-
 typedef struct { float b1, b2, one_b1, one_b2, step_size, inv_bc2_sqrt, eps, wd; } adam_t;
 
-/* torch's Adam on 8 weights: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+/* torch's Adam on 8 weights w with gradients g: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
    w <- w - step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps), with g += wd * w first */
-#define ADAM8(w, g, mp, vp, o)                                                                           \
-    do {                                                                                                 \
-        v8f g_ = (g) + V8(o.wd) * (w);                                                                   \
-        v8f m_ = *(v8f *)(mp) * V8(o.b1) + g_ * V8(o.one_b1);                                            \
-        v8f v_ = *(v8f *)(vp) * V8(o.b2) + g_ * g_ * V8(o.one_b2);                                       \
-        *(v8f *)(mp) = m_;                                                                               \
-        *(v8f *)(vp) = v_;                                                                               \
-        v8f r_;                                                                                          \
-        for (int l_ = 0; l_ < 8; l_++) r_[l_] = sqrtf(v_[l_]);                                           \
-        (w) = (w) - V8(o.step_size) * m_ / (r_ * V8(o.inv_bc2_sqrt) + V8(o.eps));                        \
-    } while (0)
-
-/* One layer's backward and Adam, for each output unit i with c[b] = alpha * dZ[b, i]:
-   g[i, j] = sum_b c[b] A[b, j];  dA[b, j] += c[b] W_old[i, j] (DA = 1);  W, m, v <- Adam(W, g). */
-#define DEFINE_BWD(NB, DA)                                                                               \
-static void bwd_##NB##_##DA(const float *R dZ, int out, const float *R A, int in, float alpha, float *R W, \
-                            float *R mW, float *R vW, float *R dA, adam_t o) {                           \
-    for (int i = 0; i < out; i++) {                                                                      \
-        float c[NB];                                                                                     \
-        for (int b = 0; b < NB; b++) c[b] = alpha * dZ[(int64_t)b * out + i];                            \
-        float *R w = W + (int64_t)i * in, *R m = mW + (int64_t)i * in, *R v = vW + (int64_t)i * in;       \
-        for (int j = 0; j < in; j += 8) {                                                                \
-            v8f wv = *(v8f *)(w + j), g = V8(0.f);                                                       \
-            for (int b = 0; b < NB; b++) {                                                               \
-                g += V8(c[b]) * *(const v8f *)(A + (int64_t)b * in + j);                                 \
-                if (DA) *(v8f *)(dA + (int64_t)b * in + j) += V8(c[b]) * wv;                             \
-            }                                                                                            \
-            ADAM8(wv, g, m + j, v + j, o);                                                               \
-            *(v8f *)(w + j) = wv;                                                                        \
-        }                                                                                                \
-    }                                                                                                    \
+static inline v8f adam8(v8f w, v8f g, float *R mp, float *R vp, adam_t o) {
+    g += V8(o.wd) * w;
+    v8f m = *(v8f *)mp * V8(o.b1) + g * V8(o.one_b1);
+    v8f v = *(v8f *)vp * V8(o.b2) + g * g * V8(o.one_b2);
+    *(v8f *)mp = m;
+    *(v8f *)vp = v;
+    v8f root;
+    for (int l = 0; l < 8; l++) root[l] = sqrtf(v[l]);
+    return w - V8(o.step_size) * m / (root * V8(o.inv_bc2_sqrt) + V8(o.eps));
 }
-#define DEFINE_NB(NB) DEFINE_FWD(NB) DEFINE_BWD(NB, 0) DEFINE_BWD(NB, 1)
-DEFINE_NB(1) DEFINE_NB(2) DEFINE_NB(3) DEFINE_NB(4) DEFINE_NB(5) DEFINE_NB(6) DEFINE_NB(7) DEFINE_NB(8)
+"""
 
-#define CASES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+# Instantiated for NB = 1..8 batch rows (and DA = 0, 1), so every inner loop has a constant trip count and
+# its accumulators live in registers.
+_FWD = r"""
+/* Z[b, i] = alpha * <A[b, :], W[i, :]> + bias[i] for NB rows of A, i < out; in % 8 == 0. Two rows of W a
+   pass, so each load of A feeds two multiply-adds. */
+static void fwd_NB(const float *R A, int in, const float *R W, const float *R bias, int out, float alpha,
+                   float *R Z) {
+    int i = 0;
+    for (; i + 2 <= out; i += 2) {
+        v8f acc0[NB], acc1[NB];
+        for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = V8(0.f);
+        const float *w0 = W + (int64_t)i * in, *w1 = w0 + in;
+        for (int j = 0; j < in; j += 8) {
+            v8f u0 = *(const v8f *)(w0 + j), u1 = *(const v8f *)(w1 + j);
+            for (int b = 0; b < NB; b++) {
+                v8f a = *(const v8f *)(A + (int64_t)b * in + j);
+                acc0[b] += u0 * a;
+                acc1[b] += u1 * a;
+            }
+        }
+        for (int b = 0; b < NB; b++) {
+            Z[(int64_t)b * out + i] = alpha * hsum(acc0[b]) + bias[i];
+            Z[(int64_t)b * out + i + 1] = alpha * hsum(acc1[b]) + bias[i + 1];
+        }
+    }
+    for (; i < out; i++) {
+        v8f acc[NB];
+        for (int b = 0; b < NB; b++) acc[b] = V8(0.f);
+        const float *w = W + (int64_t)i * in;
+        for (int j = 0; j < in; j += 8)
+            for (int b = 0; b < NB; b++) acc[b] += *(const v8f *)(w + j) * *(const v8f *)(A + (int64_t)b * in + j);
+        for (int b = 0; b < NB; b++) Z[(int64_t)b * out + i] = alpha * hsum(acc[b]) + bias[i];
+    }
+}
+"""
+
+_BWD = r"""
+/* One layer's backward pass and Adam, for each output unit i with c[b] = alpha * dZ[b, i]:
+   g[i, j] = sum_b c[b] A[b, j];  dA[b, j] += c[b] W_old[i, j] (when DA);  W, m, v <- Adam(W, g). */
+static void bwd_NB_DA(const float *R dZ, int out, const float *R A, int in, float alpha, float *R W, float *R mW,
+                      float *R vW, float *R dA, adam_t o) {
+    for (int i = 0; i < out; i++) {
+        float c[NB];
+        for (int b = 0; b < NB; b++) c[b] = alpha * dZ[(int64_t)b * out + i];
+        float *R w = W + (int64_t)i * in, *R m = mW + (int64_t)i * in, *R v = vW + (int64_t)i * in;
+        for (int j = 0; j < in; j += 8) {
+            v8f wv = *(v8f *)(w + j), g = V8(0.f);
+            for (int b = 0; b < NB; b++) {
+                g += V8(c[b]) * *(const v8f *)(A + (int64_t)b * in + j);
+                if (DA) *(v8f *)(dA + (int64_t)b * in + j) += V8(c[b]) * wv;
+            }
+            *(v8f *)(w + j) = adam8(wv, g, m + j, v + j, o);
+        }
+    }
+}
+"""
+
+_DISPATCH = r"""
 static void fwd(const float *A, int n, int in, const float *W, const float *bias, int out, float alpha, float *Z) {
     switch (n) {
-#define FWD_CASE(NB) case NB: fwd_##NB(A, in, W, bias, out, alpha, Z); break;
-        CASES(FWD_CASE)
+        CASES_FWD
     }
 }
 static void bwd(const float *dZ, int n, int out, const float *A, int in, float alpha, float *W, float *mW,
                 float *vW, float *dA, adam_t o) {
     switch (n) {
-#define BWD_CASE(NB) case NB: if (dA) bwd_##NB##_1(dZ, out, A, in, alpha, W, mW, vW, dA, o); \
-                              else bwd_##NB##_0(dZ, out, A, in, alpha, W, mW, vW, dA, o); break;
-        CASES(BWD_CASE)
+        CASES_BWD
     }
 }
+"""
 
+_STEP = r"""
 /* One training step on n <= 8 rows. L layers; widths[0] = input size, widths[k + 1] = layer k's outputs
    (every layer's input width % 8 == 0). P[6k..6k+5] = W, b, m_W, v_W, m_b, v_b of layer k (W row-major
    (out, in)); steps: 2L float32 step counters. Xall, yall: the whole training set; index: the batch's rows.
@@ -216,6 +216,23 @@ void mlp_train_step(int L, const int *widths, float **P, float *steps, const flo
 #endif
 }
 """
+
+
+def _source() -> str:
+    rows = range(1, 9)
+    parts = [_HEAD]
+    for nb in rows:
+        parts.append(_FWD.replace("NB", str(nb)))
+        parts += [_BWD.replace("NB", str(nb)).replace("DA", str(da)) for da in (0, 1)]
+    fwd_cases = " ".join(f"case {nb}: fwd_{nb}(A, in, W, bias, out, alpha, Z); break;" for nb in rows)
+    bwd_cases = " ".join(f"case {nb}: if (dA) bwd_{nb}_1(dZ, out, A, in, alpha, W, mW, vW, dA, o); "
+                         f"else bwd_{nb}_0(dZ, out, A, in, alpha, W, mW, vW, dA, o); break;" for nb in rows)
+    parts.append(_DISPATCH.replace("CASES_FWD", fwd_cases).replace("CASES_BWD", bwd_cases))
+    parts.append(_STEP)
+    return "".join(parts)
+
+
+C_SOURCE = _source()
 
 
 def workspace_floats(widths: list[int], n: int) -> int:
