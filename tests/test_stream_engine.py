@@ -66,6 +66,10 @@ def test_summary_identical_across_chunkings_shards_and_sources(tmp_path: Path, d
     runs.append(run_stream(str(raw), "relu,sigmoid", chunk_rows=1000, progress=False))
     runs.append(run_stream(str(parts / "*.npy"), "relu,sigmoid", chunk_rows=2500, shard_rows=9000, progress=False))
     runs.append(run_stream(str(path), "relu,sigmoid", chunk_rows=5000, prefetch=1, progress=False))
+    wide = tmp_path / "X64.npy"  # float64 rows are read (not mapped) and rounded to the same float32
+    np.save(wide, X.astype(np.float64))
+    runs.append(run_stream(str(wide), "relu,sigmoid", chunk_rows=3000, progress=False))
+    runs.append(run_stream(str(path), "relu,sigmoid", chunk_rows=999, threads=3, progress=False))
     assert all(r.summary == runs[0].summary for r in runs)
     assert runs[0].summary.rows == len(X)
 
@@ -189,3 +193,24 @@ def test_raw_columns_must_match_d(tmp_path: Path) -> None:
     assert open_source(str(raw), d=3).rows == 8  # d = 3 columns by default
     with pytest.raises(MlplabError, match="6 columns but the network takes d = 3"):
         open_source(str(raw), d=3, columns=6)
+
+
+def test_mapped_rows_equal_read_rows(tmp_path: Path, data: tuple[Path, np.ndarray]) -> None:
+    path, X = data
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    np.save(parts / "a.npy", X[:5000])
+    np.save(parts / "b.npy", X[5000:9000].astype(np.float64))
+    src = open_source(str(path), d=3)
+    view = src.mapped(100, 4100)
+    assert view is not None and not view.flags.writeable
+    np.testing.assert_array_equal(view, X[100:4100])
+    src.drop(100, 4100)  # the pages go from this process; the rows are still there when read again
+    np.testing.assert_array_equal(src.mapped(0, 5000), X[:5000])
+    both = open_source(str(parts / "*.npy"), d=3)
+    assert both.spans(4000, 6000) == [(4000, 5000), (5000, 6000)]
+    assert both.mapped(4000, 6000) is None and both.mapped(5000, 6000) is None  # across files; float64
+    np.testing.assert_array_equal(both.mapped(4000, 5000), X[4000:5000])
+    np.testing.assert_array_equal(both.read(4000, 6000, np.empty((2000, 3), np.float32)), X[4000:6000])
+    src.close()
+    both.close()

@@ -69,6 +69,12 @@ def test_row_result_independent_of_chunking(kernel: str) -> None:
     y3, s3 = split(X, 0)
     np.testing.assert_array_equal(y3.view(np.uint32), whole.view(np.uint32))
     assert s3 == s_whole
+    assert k.summarize(X, 0) == s_whole and split.summarize(X, 0) == s_whole  # no y_hat kept: same summary
+    started = [split.start(X[i:i + 3000], i) for i in range(0, 9000, 3000)]  # several chunks in flight
+    merged = Summary(edges=s_whole.edges)
+    for wait in started:
+        merged = merged.merge(wait())
+    assert merged == s_whole
 
 
 @pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
@@ -82,6 +88,7 @@ def test_native_statistics_equal_numpy_reference(a1: str, a2: str, policy: str) 
     y, s = ChunkKernel(net, edges, policy, "native")(X, 100)
     bad = ~np.isfinite(X).all(axis=1)
     assert s == summarize_y(y, edges, bad, 100)
+    assert ChunkKernel(net, edges, policy, "native").summarize(X, 100) == s  # the kernel keeps no y_hat
     assert s.nonfinite_rows == 3 and s.first_nonfinite_row == 105
     if policy == "skip":
         assert np.isnan(y[bad]).all() and s.counted == 5997
@@ -162,3 +169,16 @@ def test_loading_the_native_kernel_keeps_subnormals() -> None:
     tiny = np.array([1e-40], dtype=np.float32)  # a float32 subnormal
     assert (tiny * np.float32(1.0))[0] != 0
     assert torch.tensor([1e-40], dtype=torch.float32).mul(1.0).item() != 0
+
+
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+@pytest.mark.parametrize("edges", [default_edges("identity", 20), default_edges("sigmoid", 50),
+                                   default_edges("relu", 70), default_edges("sigmoid", 7, lo=0.3, hi=7.0),
+                                   np.float32([-3.0, -0.1, 0.0, 1e-30, 0.5, 0.51, 2.0])])
+def test_native_histogram_any_edges(edges: np.ndarray) -> None:
+    # the direct class map, its per-edge check and the comparison fallbacks all give the reference counts
+    net, _ = seed_net("relu", "identity")
+    X = np.random.default_rng(11).standard_normal((20000, 3)).astype(np.float32)
+    X[:4096] = 0.0  # a whole block of y_hat exactly on one value
+    y, s = ChunkKernel(net, edges, "skip", "native")(X, 0)
+    assert s == summarize_y(y, edges)

@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--hist-range", default=None, metavar="LO,HI", help="histogram range (default by sigma_2)")
     p.add_argument("--prefetch", type=int, default=2, help="chunks read ahead (default 2)")
     p.add_argument("--threads", type=int, default=None,
-                   help="compute threads of the native kernel (default: CPUs - 1, at most 8)")
+                   help="compute threads of the native kernel (default: all CPUs, at most 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     p.set_defaults(func=_run)

@@ -8,6 +8,7 @@ row alone (never on where a chunk starts), so summaries are identical for any ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -129,26 +130,53 @@ class ChunkKernel:
 
     def __call__(self, X: np.ndarray, row0: int, y: np.ndarray | None = None) -> tuple[np.ndarray, Summary]:
         """Process X (n, d) float32 whose first row is global row `row0`; returns y_hat (n,) and its summary."""
+        y = np.empty(X.shape[0], np.float32) if y is None else y[: X.shape[0]]
+        return y, self._run(X, row0, y)
+
+    def summarize(self, X: np.ndarray, row0: int) -> Summary:
+        """The summary alone: the native kernel then never writes y_hat to memory (one stream less)."""
+        return self.start(X, row0)()
+
+    def start(self, X: np.ndarray, row0: int) -> Callable[[], Summary]:
+        """Begin `summarize(X, row0)` on the kernel's threads; returns a function that waits for the summary.
+
+        With several chunks started, a thread that finishes its part goes straight on to the next chunk
+        instead of waiting for the others at the end of each one.
+        """
+        return self._start(X, row0, None)
+
+    def _run(self, X: np.ndarray, row0: int, y: np.ndarray | None) -> Summary:
+        return self._start(X, row0, y)()
+
+    def _start(self, X: np.ndarray, row0: int, y: np.ndarray | None) -> Callable[[], Summary]:
         if X.ndim != 2 or X.shape[1] != self.net.d:
             raise MlplabError(f"chunk has shape {X.shape}, the network expects {self.net.d} columns",
                               hint="pass data with d columns")
         n = X.shape[0]
-        y = np.empty(n, np.float32) if y is None else y[:n]
-        total = Summary(edges=[float(e) for e in self.edges])
         run = self._native if self.native is not None else self._torch
         step = min(EXACT_BLOCK_ROWS, -(-n // self.threads) if self._pool is not None else EXACT_BLOCK_ROWS)
         step = max(PAD, step + (-step) % PAD)  # parts start on a multiple of 64 rows
         parts = [slice(s, min(n, s + step)) for s in range(0, n, step)]
         X = np.ascontiguousarray(X, dtype=np.float32)
-        if self._pool is not None and len(parts) > 1:
-            summaries = list(self._pool.map(lambda p: run(X[p], row0 + p.start, y[p]), parts))
-        else:
-            summaries = [run(X[p], row0 + p.start, y[p]) for p in parts]
-        for part_summary in summaries:  # exact merge: the split changes nothing in the result
-            total = total.merge(part_summary)
-        return y, total
 
-    def _native(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+        def part(p: slice) -> Summary:
+            return run(X[p], row0 + p.start, None if y is None else y[p])
+
+        if self._pool is not None and len(parts) > 1:
+            futures = [self._pool.submit(part, p) for p in parts]
+            summaries: list[Summary] | None = None
+        else:
+            summaries = [part(p) for p in parts]
+
+        def wait() -> Summary:
+            total = Summary(edges=[float(e) for e in self.edges])
+            for part_summary in summaries if summaries is not None else (f.result() for f in futures):
+                total = total.merge(part_summary)  # exact merge: the split changes nothing in the result
+            return total
+
+        return wait
+
+    def _native(self, X: np.ndarray, row0: int, y: np.ndarray | None) -> Summary:
         assert self.native is not None
         net = self.net
         counts, sums, minmax, hist = self.native(X, net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy],
@@ -158,6 +186,9 @@ class ChunkKernel:
             self._raise_nonfinite(row0 + first)
         if nfin and self.policy == "keep":
             # fast-math code gives no IEEE promise on NaN/inf rows: redo them exactly, summarise in NumPy
+            if y is None:  # the caller wanted no y_hat, but this (rare) case needs it
+                y = np.empty(X.shape[0], np.float32)
+                self.native(X, net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy], y, self.edges)
             bad = bad_input_rows(X)
             y[bad] = torch_forward(torch.from_numpy(X[bad]), net).numpy()
             return summarize_y(y, self.edges, bad, row0)
@@ -169,7 +200,11 @@ class ChunkKernel:
             s.min_y_hat, s.max_y_hat = float(minmax[0]), float(minmax[1])
         return s
 
-    def _torch(self, X: np.ndarray, row0: int, y: np.ndarray) -> Summary:
+    def _torch(self, X: np.ndarray, row0: int, y: np.ndarray | None) -> Summary:
+        if y is None:
+            y = np.empty(X.shape[0], np.float32)
+        if not X.flags.writeable:  # a mapped chunk; torch wants writable memory behind its tensors
+            X = np.array(X)
         if self.device.type != "cpu":
             return self._device(X, row0, y)
         bad = bad_input_rows(X)
@@ -206,6 +241,12 @@ class ChunkKernel:
         summary = summarize_y_torch(yg, self.edges, bad_g, row0)  # syncs the stream, so y_host is complete
         y[:] = self._y_host[:n].numpy()
         return summary
+
+    def close(self) -> None:
+        """Stop the compute threads (the kernel runs on the calling thread afterwards)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     @staticmethod
     def _raise_nonfinite(row: int) -> None:

@@ -77,8 +77,8 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     if resume and out is None:
         raise MlplabError("--resume needs the output folder of the run to continue", hint="pass --out DIR")
     dev = get_device(device)
-    if threads is None:  # leave a core to the reader thread and the system
-        threads = max(1, min(8, (os.cpu_count() or 1) - 1))
+    if threads is None:  # every core: mapped files leave the reader thread next to nothing to do
+        threads = max(1, min(8, os.cpu_count() or 1))
     if engine == "dask" and dev.type != "cpu":
         raise MlplabError("--engine dask runs on CPU workers here", hint="use --engine local for a GPU")
     lo, hi = hist_range if hist_range is not None else (None, None)
@@ -120,9 +120,11 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
 
             results = run_dask(spec, todo, workers, scheduler, record_dask, on_client)
     finally:
+        seconds = time.perf_counter() - start_time
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - start_time
+        kern.close()
+        src.close()
     total = Summary(edges=[float(e) for e in edges])
     for s in shards:  # merge in shard order (any order gives the same bits; this one is easy to audit)
         part = results.get(s.index)

@@ -1,14 +1,21 @@
 """Where the rows come from: `.npy` files, raw little-endian float32 files, or a seeded synthetic source.
 
 Every source answers `read(start, stop, out)`: rows [start, stop) as float32 (rows, d) written into a
-caller-owned buffer, so memory stays at the buffers the engine owns whatever N is. Files are read with
-`os.preadv` straight into that buffer rather than through a memory map: one copy, the GIL is released
-while the kernel reads, and no mapped pages pile up in the process's resident set over a 12 TB run.
+caller-owned buffer, so memory stays at the buffers the engine owns whatever N is. float32 files also
+answer `mapped(start, stop)` when those rows are in the page cache: the same rows as a read-only view of a
+memory map of the file, no copy at all (the kernel's threads fault the pages in, in parallel);
+`drop(start, stop)` unmaps them again once used, so mapped pages never pile up in the resident set over a
+12 TB run. Elsewhere (rows still on disk, float64 files, other systems, a range across two files: `spans`
+splits at file boundaries) files are read with `os.preadv` into the buffer.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import ctypes
 import glob
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -41,6 +48,20 @@ class Source:
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def spans(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """[start, stop) cut where the rows' storage changes (file boundaries)."""
+        return [(start, stop)]
+
+    def mapped(self, start: int, stop: int) -> np.ndarray | None:
+        """Rows [start, stop) without a copy, where the storage allows it; else None (then use `read`)."""
+        return None
+
+    def drop(self, start: int, stop: int) -> None:
+        """Done with the rows [start, stop) that `mapped` gave: free what holds them."""
+
+    def close(self) -> None:
+        """Let go of open files and maps (the source opens them again if read later)."""
+
     def fingerprint(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -54,6 +75,7 @@ class FileSource(Source):
         self.starts = np.cumsum([0] + [f.rows for f in files]).tolist()
         self.name = str(files[0].path) if len(files) == 1 else f"{files[0].path} (+{len(files) - 1} files)"
         self._fds: dict[int, int] = {}
+        self._maps: dict[int, mmap.mmap] = {}
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Rows [start, stop) into out[: stop - start] (float32)."""
@@ -72,10 +94,52 @@ class FileSource(Source):
                 dest[...] = tmp
         return view
 
-    def _pread(self, i: int, f: _File, first_row: int, dest: np.ndarray) -> None:
+    def spans(self, start: int, stop: int) -> list[tuple[int, int]]:
+        cuts = [c for c in self.starts[1:-1] if start < c < stop]
+        return list(zip([start, *cuts], [*cuts, stop]))
+
+    def mapped(self, start: int, stop: int) -> np.ndarray | None:
+        """Rows [start, stop) of one float32 file as a read-only view of a map of the whole file (None if
+        the range crosses files, the file holds float64, the rows are not in the page cache, or the system
+        has no madvise). The threads that read the view fault its pages in; `drop` lets them go again."""
+        i = bisect.bisect_right(self.starts, start) - 1
+        f = self.files[i]
+        if stop > self.starts[i + 1] or f.dtype != np.float32 or not hasattr(mmap, "MADV_DONTNEED"):
+            return None
+        pos, size = f.offset + (start - self.starts[i]) * self.d * 4, (stop - start) * self.d * 4
+        if os.fstat(self._fd(i)).st_size < pos + size:  # reading a mapped page past the end would be a SIGBUS
+            return None  # `read` reports the truncated file
+        m = self._maps.get(i)
+        if m is None:
+            m = self._maps[i] = mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        X = np.frombuffer(m, np.float32, (stop - start) * self.d, pos).reshape(stop - start, self.d)
+        # not in the page cache: one large read (`read`) fetches it faster than page faults from several
+        # threads at once, whose scattered read-ahead the storage serves worse (measured: docs/streaming.md)
+        return X if _resident(X.ctypes.data, size) else None
+
+    def drop(self, start: int, stop: int) -> None:
+        """Unmap the pages of rows [start, stop) (of one file) that `mapped` handed out: they leave this
+        process's resident set (the page cache keeps them). A page shared with later rows stays."""
+        i = bisect.bisect_right(self.starts, start) - 1
+        m = self._maps.get(i)
+        if m is None:
+            return
+        f, page = self.files[i], mmap.PAGESIZE
+        lo = (f.offset + (start - self.starts[i]) * self.d * 4) // page * page
+        hi = (f.offset + (stop - self.starts[i]) * self.d * 4) // page * page
+        if stop == self.starts[i + 1]:
+            hi = len(m)
+        if hi > lo:
+            _madvise(m, lo, hi - lo, mmap.MADV_DONTNEED)
+
+    def _fd(self, i: int) -> int:
         fd = self._fds.get(i)
         if fd is None:
-            fd = self._fds[i] = _open(f.path)
+            fd = self._fds[i] = _open(self.files[i].path)
+        return fd
+
+    def _pread(self, i: int, f: _File, first_row: int, dest: np.ndarray) -> None:
+        fd = self._fd(i)
         buf = memoryview(dest).cast("B")  # type: ignore[arg-type]
         pos, got = f.offset + first_row * self.d * f.dtype.itemsize, 0
         while got < len(buf):  # a single read may return fewer bytes (Linux caps one at ~2 GiB)
@@ -90,13 +154,17 @@ class FileSource(Source):
                 "files": [{"path": str(f.path.resolve()), "bytes": f.path.stat().st_size} for f in self.files]}
 
     def close(self) -> None:
+        for m in self._maps.values():
+            with contextlib.suppress(BufferError):  # an array still views it: the map goes with the last one
+                m.close()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        self._maps.clear()
 
-    def __getstate__(self) -> dict[str, Any]:  # file descriptors do not travel to Dask workers
+    def __getstate__(self) -> dict[str, Any]:  # file descriptors and maps do not travel to Dask workers
         state = self.__dict__.copy()
-        state["_fds"] = {}
+        state["_fds"], state["_maps"] = {}, {}
         return state
 
 
@@ -197,6 +265,44 @@ def _check_d(got: int, d: int, spec: str) -> None:
     if got != d:
         raise MlplabError(f"{spec} has {got} columns but the network takes d = {d} inputs",
                           hint="use data with d columns, or a problem file whose W1 has that many rows")
+
+
+def _resident(addr: int, size: int) -> bool:
+    """Are the first, middle and last pages of [addr, addr + size) in memory (mincore)? True if unknown.
+
+    Linux answers for the page cache only on files the caller owns or may write; elsewhere unmapped pages
+    read as absent, and the caller then reads a chunk that it could have mapped (slower, same result)."""
+    if _libc is None or size <= 0:
+        return True
+    page = mmap.PAGESIZE
+    flag = ctypes.c_ubyte()
+    for a in (addr, addr + size // 2, addr + size - 1):
+        if _libc.mincore(ctypes.c_void_p(a // page * page), ctypes.c_size_t(page), ctypes.byref(flag)) != 0:
+            return True
+        if not flag.value & 1:
+            return False
+    return True
+
+
+def _madvise(m: mmap.mmap, offset: int, length: int, advice: int) -> None:
+    """m.madvise, but through ctypes, which lets go of the GIL: unmapping 12 MB of pages takes a while, and
+    the kernel's threads need the GIL between their parts."""
+    if _libc is None:
+        m.madvise(advice, offset, length)
+        return
+    base = np.frombuffer(m, np.uint8, 1).ctypes.data  # the map's address (the view is gone right after)
+    _libc.madvise(ctypes.c_void_p(base + offset), ctypes.c_size_t(length), ctypes.c_int(advice))
+
+
+def _load_libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc if hasattr(libc, "mincore") and hasattr(libc, "madvise") else None
+    except (OSError, AttributeError):
+        return None
+
+
+_libc = _load_libc()
 
 
 def _open(path: Path) -> int:
