@@ -99,20 +99,17 @@ def run_train(*, epochs: int | None, overrides: list[str], config_file: Path | N
 
 def run_best_epoch(run_dir: Path, fmt: str) -> int:
     """Print the stopping-rule table of a finished (or interrupted) run folder."""
-    from mlplab.mnist.best_epoch import analyse_curve
+    from mlplab.mnist.best_epoch import analyse_run
     from mlplab.mnist.runstore import read_run
     from mlplab.tables import Table
 
     config, rows = read_run(run_dir)
-    has_val = bool(rows) and rows[0]["val_loss"] is not None
-    curve = [r["val_loss"] if has_val else r["test_loss"] for r in rows]
-    out = analyse_curve(curve, [r["train_loss"] for r in rows], config.stopping)
+    selection, out = analyse_run(rows, config.stopping)
     table_rows = []
     for rule in out["rules"].values():
         at = rows[rule["best_epoch"] - 1]
         table_rows.append([rule["rule"], rule["stop_epoch"] or "never", rule["best_epoch"], at["test_loss"],
                            at["test_accuracy"]])
-    selection = "validation" if has_val else "test"
     caption = (f"{len(rows)} epochs; lowest {selection} loss at epoch {out['best_epoch']}; onset of overfitting "
                f"(minimum of the centred {config.stopping.window}-epoch mean, followed by at least "
                f"{config.stopping.patience} epochs): {out['onset_epoch'] or 'not detected'}; chosen rule: "

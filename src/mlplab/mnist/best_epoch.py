@@ -194,3 +194,21 @@ def analyse_curve(val: Sequence[float], train: Sequence[float] | None, cfg: Stop
         "chosen": rules.get(cfg.rule),
         "rules": rules,
     }
+
+
+def selection_curve(rows: Sequence[dict[str, Any]]) -> tuple[str, list[float]]:
+    """The loss a run chooses its epoch by, from its per-epoch rows: ("validation", val_loss) when the run holds
+    out a validation split, else ("test", test_loss).
+
+    >>> selection_curve([{"val_loss": None, "test_loss": 0.5}, {"val_loss": None, "test_loss": 0.4}])
+    ('test', [0.5, 0.4])
+    """
+    selection = "validation" if rows and rows[0].get("val_loss") is not None else "test"
+    key = "val_loss" if selection == "validation" else "test_loss"
+    return selection, [r[key] for r in rows]
+
+
+def analyse_run(rows: Sequence[dict[str, Any]], cfg: StoppingConfig) -> tuple[str, dict[str, Any]]:
+    """`analyse_curve` on a run's per-epoch rows, by its selection loss; returns (selection, analysis)."""
+    selection, curve = selection_curve(rows)
+    return selection, analyse_curve(curve, [r["train_loss"] for r in rows], cfg)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from mlplab.cbuild import build
+from mlplab.mnist.adam import plain_adam, shared_step_counter
 from mlplab.mnist.dropout import DropoutStream
 from mlplab.mnist.model import MLP
 
@@ -261,12 +262,7 @@ def applies(model: MLP, optimizer: torch.optim.Optimizer, batch_size: int) -> bo
     if (batch_size > MAX_ROWS or model.softmax_output or first.device.type != "cpu" or first.dtype != torch.float32
             or any(layer.in_features % 8 for layer in layers) or len(layers) > 16):
         return False
-    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
-        return False
-    g = optimizer.param_groups[0]
-    if g["amsgrad"] or g["maximize"] or g.get("decoupled_weight_decay") or not isinstance(g["lr"], float):
-        return False
-    return load() is not None
+    return plain_adam(optimizer) and load() is not None
 
 
 class NativeStep:
@@ -280,26 +276,18 @@ class NativeStep:
         fn = load()
         assert fn is not None and applies(model, optimizer, batch_size)
         self._fn = fn
-        self.generator = generator
         self.p = float(model.dropout_rate)
         layers = model.linears()
         widths = [layers[0].in_features] + [layer.out_features for layer in layers]
         group = optimizer.param_groups[0]
-        params: list[torch.Tensor] = []
-        steps: list[torch.Tensor] = []
-        for layer in layers:
-            for param in (layer.weight, layer.bias):
-                state = optimizer.state[param]
-                if "exp_avg" not in state:  # torch.optim.Adam's own lazy initialisation
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                steps.append(state["step"])
-            params += [layer.weight, layer.bias]
-        # every counter becomes a view of one float32 tensor the C code increments
-        self.step_all = torch.stack([s.to(torch.float32) for s in steps])
-        for param, view in zip(params, self.step_all.unbind(0)):
-            optimizer.state[param]["step"] = view
+        params = [q for layer in layers for q in (layer.weight, layer.bias)]
+        for param in params:
+            state = optimizer.state[param]
+            if "exp_avg" not in state:  # torch.optim.Adam's own lazy initialisation
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.step_all = shared_step_counter(optimizer, params)  # the C code increments them all
         ptrs: list[int] = []
         for layer in layers:
             w, b = optimizer.state[layer.weight], optimizer.state[layer.bias]
