@@ -158,14 +158,14 @@ class EpochRunner:
         self.sizes = torch.tensor([min(self.B, self.n - b * self.B) for b in range(self.num_batches)],
                                   dtype=torch.float64)
         self.dropout = DropoutStream(generator, model.dropout_rate)
-        self.manual = (ManualBackprop(model, min(self.B, self.n), generator, self.dropout)
-                       if config.training.engine == "manual" else None)
-        self._fast_adam: FusedAdamStep | None = None
+        hand_written = config.training.engine == "manual"
         # small batches on a CPU: the compiled step (forward, backward and Adam in one call; see native_step)
         self.native = (NativeStep(model, optimizer, min(self.B, self.n), generator, X, y, self.flush, self.dropout)
-                       if allow_native and self.manual is not None
-                       and native_applies(model, optimizer, min(self.B, self.n))
+                       if allow_native and hand_written and native_applies(model, optimizer, min(self.B, self.n))
                        else None)
+        self.manual = (ManualBackprop(model, min(self.B, self.n), generator, self.dropout)
+                       if hand_written and self.native is None else None)
+        self._fast_adam: FusedAdamStep | None = None
         self.kernel = "native" if self.native is not None else "torch"
 
     def _step(self, index: torch.Tensor) -> torch.Tensor:
@@ -195,7 +195,7 @@ class EpochRunner:
     def _run(self, epoch: int, bar: Any, max_batches: int | None, note: str) -> tuple[float, dict[str, Any] | None]:
         self.model.train()
         perm = torch.randperm(self.n, generator=self.generator, device=self.X.device)
-        if self.manual is not None:
+        if self.manual is not None or self.native is not None:
             self.dropout.begin_epoch()
         losses: list[torch.Tensor] = []  # the torch engines' 0-dim losses; the native step writes into `written`
         written = torch.zeros(self.num_batches) if self.native is not None else None
