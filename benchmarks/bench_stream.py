@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_stream.py [--rows 5e7] [--chunk-rows 1048576] [--quick]
 
-Roofline = a plain NumPy pass that only sums the same chunks of the same file, read the same way
-(`os.preadv` into a reused buffer) and, as a second reference, through `np.load(mmap_mode="r")`.
+Roofline = a plain NumPy pass that only sums the same chunks of the same file, read with `os.preadv` into a
+reused buffer, and through `np.load(mmap_mode="r")`; the engine is compared with the faster of the two. The
+two rooflines and the engine take turns, round after round, and the best of each is kept.
 Cold cache = the file's pages dropped with posix_fadvise(POSIX_FADV_DONTNEED) before the pass (works
 without root for clean pages; a hypervisor's own cache below the VM may still serve them).
 Peak RSS is measured in fresh subprocesses (VmHWM) at N = 1e6, 1e7, 1e8 synthetic rows.
@@ -69,13 +70,16 @@ def engine(source: str, chunk_rows: int, **kw: object) -> float:
     return r.rows_per_s
 
 
-def best(fn, repeats: int, before=None) -> float:  # type: ignore[no-untyped-def]
-    rates = []
+def best_interleaved(fns, repeats: int, before=None) -> list[float]:  # type: ignore[no-untyped-def]
+    """Best rate of each function over `repeats` rounds, the functions taking turns within a round, so a
+    machine whose speed drifts from minute to minute gives each of them the same conditions."""
+    rates: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        if before is not None:
-            before()
-        rates.append(fn())
-    return max(rates)
+        for i, fn in enumerate(fns):
+            if before is not None:
+                before()
+            rates[i].append(fn())
+    return [max(r) for r in rates]
 
 
 def peak_rss_mb(n: int, chunk_rows: int) -> float:
@@ -91,7 +95,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="5e7", help="rows of the test file (12 bytes each; default 5e7 = 600 MB)")
     ap.add_argument("--chunk-rows", type=int, default=1 << 20)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of the warm and the cold passes (best is kept)")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--dir", default=None, help="folder for the test file (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
@@ -119,9 +123,9 @@ def main() -> None:
         for mode, before in (("warm", None), ("cold", cold if can_drop else None)):
             if mode == "warm":
                 roofline_pread(path, chunk)  # load the page cache
-            r_pread = best(lambda: roofline_pread(path, chunk), args.repeats, before)
-            r_mmap = best(lambda: roofline_mmap(path, chunk), args.repeats, before)
-            e = best(lambda: engine(str(path), chunk), args.repeats, before)
+            r_pread, r_mmap, e = best_interleaved([lambda: roofline_pread(path, chunk),
+                                                   lambda: roofline_mmap(path, chunk),
+                                                   lambda: engine(str(path), chunk)], args.repeats, before)
             res[mode] = {"roofline_pread": r_pread, "roofline_mmap": r_mmap, "engine": e}
             roof = max(r_pread, r_mmap)
             print(f"{mode:5s} cache: roofline pread+sum {r_pread / 1e6:7.1f} M rows/s, mmap+sum "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 import numpy as np
@@ -11,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlplab
+import mlplab.stream.kernel as kernel_module
 from mlplab.activations import activation_pairs
 from mlplab.errors import MlplabError
 from mlplab.problem import load_problem
 from mlplab.stream.kernel import ChunkKernel, Network
-from mlplab.stream.native import load_native
+from mlplab.stream.native import NativePool, load_native
 from mlplab.stream.summary import Summary, default_edges, summarize_y
 
 KERNELS = ["torch", "native"] if load_native(3, 2, "relu", "sigmoid") is not None else ["torch"]
@@ -182,3 +184,51 @@ def test_native_histogram_any_edges(edges: np.ndarray) -> None:
     X[:4096] = 0.0  # a whole block of y_hat exactly on one value
     y, s = ChunkKernel(net, edges, "skip", "native")(X, 0)
     assert s == summarize_y(y, edges)
+
+
+@pytest.fixture
+def small_pool_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Native pool workers take 700 rows at a time (not a multiple of 8 or of a block), so a chunk of a few
+    thousand rows is split among the threads at many places."""
+    monkeypatch.setattr(kernel_module, "NativePool", functools.partial(NativePool, sub=700))
+
+
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+@pytest.mark.usefixtures("small_pool_parts")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("policy", ["skip", "keep"])
+def test_native_pool_split_gives_the_same_bits(threads: int, policy: str) -> None:
+    net, _ = seed_net("relu", "sigmoid")
+    edges = default_edges("sigmoid")
+    X = np.random.default_rng(12).standard_normal((20011, 3)).astype(np.float32) * 4
+    X[[699, 700, 9000, 20010], [0, 1, 2, 0]] = [np.nan, np.inf, -np.inf, np.nan]
+    bad = ~np.isfinite(X).all(axis=1)
+    k = ChunkKernel(net, edges, policy, "native", threads=threads)
+    y_one = np.empty(len(X), np.float32)
+    k._native_y(X, y_one)  # the kernel on the calling thread, in one call
+    y, s = k(X, 50)  # the pool's workers, each writing its parts of y
+    np.testing.assert_array_equal(y.view(np.uint32)[~bad], y_one.view(np.uint32)[~bad])
+    assert s == summarize_y(y, edges, bad, 50) == k.summarize(X, 50)
+    assert s.nonfinite_rows == 4 and s.first_nonfinite_row == 50 + 699
+    waits = [k.start(X[i:i + 5000], i) for i in range(0, 20000, 5000)]  # four chunks in flight at once
+    merged = Summary(edges=s.edges)
+    for wait in waits:
+        merged = merged.merge(wait())
+    assert merged == k.summarize(X[:20000], 0)
+    k.close()
+
+
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+@pytest.mark.usefixtures("small_pool_parts")
+def test_native_pool_names_the_first_bad_row_and_refuses_a_fifth_chunk() -> None:
+    net, _ = seed_net("relu", "sigmoid")
+    k = ChunkKernel(net, default_edges("sigmoid"), "error", "native", threads=3)
+    X = np.random.default_rng(13).standard_normal((12000, 3)).astype(np.float32)
+    X[[11000, 3333, 8000], 1] = np.nan  # the first bad row lies in the middle of a worker's part
+    with pytest.raises(MlplabError, match="input row 4333 "):
+        k.summarize(X, 1000)
+    waits = [k.start(X[:100], 0) for _ in range(4)]  # the pool holds four unfinished chunks ...
+    with pytest.raises(RuntimeError, match="more chunks"):
+        k.start(X[:100], 0)  # ... and says so instead of blocking on a fifth
+    assert all(w().rows == 100 for w in waits)
+    k.close()

@@ -112,7 +112,8 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
     then `on_shard(index, summary)` is called (the local engine records the manifest there).
 
     Without predictions to write, two chunks are summarised at once (`ChunkKernel.start`), so the kernel's
-    threads go from one chunk to the next without waiting for each other or for this loop.
+    threads go from one chunk to the next without waiting for each other or for this loop (which meanwhile
+    merges the last summary, unmaps the last chunk and hands over the next).
     """
     done: dict[int, Summary] = {}
     current: Shard | None = None
@@ -121,7 +122,7 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
     y = np.empty(chunk_rows if write_predictions else 0, np.float32)
     pinned = kernel.device.type == "cuda"
     in_flight: deque[tuple[Callable[[], Summary], Release, int]] = deque()  # (wait, release, rows)
-    ahead = 1 if write_predictions or kernel.threads == 1 else AHEAD
+    ahead = 1 if write_predictions else AHEAD
 
     def settle(keep: int) -> None:  # wait for all but `keep` chunks in flight, oldest first
         nonlocal partial

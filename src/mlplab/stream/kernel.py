@@ -9,7 +9,6 @@ row alone (never on where a chunk starts), so summaries are identical for any ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from mlplab.activations import get_activation
 from mlplab.errors import MlplabError
-from mlplab.stream.native import NativeKernel, load_native, units_from_isums
+from mlplab.stream.native import NativeKernel, NativePool, Stats, load_native, units_from_isums
 from mlplab.stream.summary import (
     EXACT_BLOCK_ROWS,
     Summary,
@@ -124,9 +123,12 @@ class ChunkKernel:
         self._y_host: torch.Tensor | None = None  # page-locked y_hat coming back
         if threads < 1:
             raise MlplabError(f"threads must be at least 1, got {threads}", hint="e.g. --threads 2")
-        # the native loop releases the GIL (ctypes), so parts of a chunk run on several cores at once
+        # the native kernel runs on its own C worker threads (no GIL), started here and stopped by close()
         self.threads = threads if self.native is not None else 1
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="mlplab-kernel") if self.threads > 1 else None
+        self._pool: NativePool | None = None
+        if self.native is not None:
+            self._pool = NativePool(self.native, threads, net.W1, net.b1, net.W2, net.b2, POLICIES[nonfinite],
+                                    self.edges)
 
     def __call__(self, X: np.ndarray, row0: int, y: np.ndarray | None = None) -> tuple[np.ndarray, Summary]:
         """Process X (n, d) float32 whose first row is global row `row0`; returns y_hat (n,) and its summary."""
@@ -152,35 +154,26 @@ class ChunkKernel:
         if X.ndim != 2 or X.shape[1] != self.net.d:
             raise MlplabError(f"chunk has shape {X.shape}, the network expects {self.net.d} columns",
                               hint="pass data with d columns")
-        n = X.shape[0]
-        run = self._native if self.native is not None else self._torch
-        step = min(EXACT_BLOCK_ROWS, -(-n // self.threads) if self._pool is not None else EXACT_BLOCK_ROWS)
-        step = max(PAD, step + (-step) % PAD)  # parts start on a multiple of 64 rows
-        parts = [slice(s, min(n, s + step)) for s in range(0, n, step)]
         X = np.ascontiguousarray(X, dtype=np.float32)
+        if self._pool is not None:
+            wait_stats = self._pool.submit(X, y)
+            return lambda: self._native_summary(wait_stats(), X, row0, y)
+        parts = [slice(s, min(X.shape[0], s + EXACT_BLOCK_ROWS)) for s in range(0, X.shape[0], EXACT_BLOCK_ROWS)]
+        total = Summary(edges=[float(e) for e in self.edges])
+        for p in parts:  # exact merge: the split changes nothing in the result
+            total = total.merge(self._torch(X[p], row0 + p.start, None if y is None else y[p]))
+        return lambda: total
 
-        def part(p: slice) -> Summary:
-            return run(X[p], row0 + p.start, None if y is None else y[p])
-
-        if self._pool is not None and len(parts) > 1:
-            futures = [self._pool.submit(part, p) for p in parts]
-            summaries: list[Summary] | None = None
-        else:
-            summaries = [part(p) for p in parts]
-
-        def wait() -> Summary:
-            total = Summary(edges=[float(e) for e in self.edges])
-            for part_summary in summaries if summaries is not None else (f.result() for f in futures):
-                total = total.merge(part_summary)  # exact merge: the split changes nothing in the result
-            return total
-
-        return wait
-
-    def _native(self, X: np.ndarray, row0: int, y: np.ndarray | None) -> Summary:
+    def _native_y(self, X: np.ndarray, y: np.ndarray) -> None:
+        """y_hat of X into y on the calling thread (the native kernel, in calls of at most 2**21 rows)."""
         assert self.native is not None
         net = self.net
-        counts, sums, minmax, hist = self.native(X, net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy],
-                                                 y, self.edges)
+        for s in range(0, X.shape[0], EXACT_BLOCK_ROWS):
+            self.native(X[s:s + EXACT_BLOCK_ROWS], net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy],
+                        y[s:s + EXACT_BLOCK_ROWS], self.edges)
+
+    def _native_summary(self, stats: Stats, X: np.ndarray, row0: int, y: np.ndarray | None) -> Summary:
+        counts, sums, minmax, hist = stats
         nfin, first = int(counts[0]), int(counts[1])
         if nfin and self.policy == "error":
             self._raise_nonfinite(row0 + first)
@@ -188,9 +181,9 @@ class ChunkKernel:
             # fast-math code gives no IEEE promise on NaN/inf rows: redo them exactly, summarise in NumPy
             if y is None:  # the caller wanted no y_hat, but this (rare) case needs it
                 y = np.empty(X.shape[0], np.float32)
-                self.native(X, net.W1, net.b1, net.W2, net.b2, POLICIES[self.policy], y, self.edges)
+                self._native_y(X, y)
             bad = bad_input_rows(X)
-            y[bad] = torch_forward(torch.from_numpy(X[bad]), net).numpy()
+            y[bad] = torch_forward(torch.from_numpy(X[bad]), self.net).numpy()
             return summarize_y(y, self.edges, bad, row0)
         s = Summary(edges=[float(e) for e in self.edges], rows=X.shape[0], nonfinite_rows=nfin,
                     first_nonfinite_row=row0 + first if nfin else None, nonfinite_y_hat=int(counts[2]),
@@ -243,9 +236,10 @@ class ChunkKernel:
         return summary
 
     def close(self) -> None:
-        """Stop the compute threads (the kernel runs on the calling thread afterwards)."""
+        """Finish the chunks started, then stop the native worker threads (the kernel runs on the calling
+        thread afterwards)."""
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.close()
             self._pool = None
 
     @staticmethod

@@ -20,8 +20,10 @@ Tested bit for bit against `summary.summarize_y` (tests/test_stream_kernel.py).
 """
 
 C_SOURCE = r"""
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 /* D, H, A1, A2 come from -D flags: inputs, hidden units, activation codes (0 identity, 1 relu, 2 sigmoid). */
 #define EXPMASK 0x7f800000u
@@ -293,17 +295,28 @@ static inline __attribute__((always_inline)) void stats_loop(const float *restri
         __m256d d[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
         for (int q = 0; q < 2; q++) {
             __m256d l = d[q];
-            for (int lev = 0; lev < 3; lev++) {
+            for (int lev = 0; lev < 2; lev++) {
                 __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l, P->c[lev])), P->c[lev]));
                 a.s[lev][q] = _mm256_add_pd(a.s[lev][q], h);
                 l = _mm256_sub_pd(l, h);
             }
-            a.res = _mm256_or_pd(a.res, l);  /* any bit left (or a -0.0): the block's sum is redone */
+            /* the third level only for lanes left with bits below 2**(S - 41): y_hat below ~2**(S - 18) (rare;
+               where all four are 0 the third level would add zeros and leave zeros) */
+            if (__builtin_expect(!_mm256_testz_si256(_mm256_castpd_si256(l), _mm256_castpd_si256(l)), 0)) {
+                __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l, P->c[2])), P->c[2]));
+                a.s[2][q] = _mm256_add_pd(a.s[2][q], h);
+                l = _mm256_sub_pd(l, h);
+                a.res = _mm256_or_pd(a.res, l);  /* any bit left (or a -0.0): the block's sum is redone */
+            }
         }
         if (dohist) {
-            int32_t idx[8] __attribute__((aligned(32)));
-            _mm256_store_si256((__m256i *)idx, _mm256_add_epi32(hist_class(v, P), lane1));
-            for (int l = 0; l < 8; l++) h8[idx[l]]++;
+            /* two lanes' classes per 64-bit extract, split in general registers (fewer vector-unit ops) */
+            __m256i ci = _mm256_add_epi32(hist_class(v, P), lane1);
+            __m128i lo = _mm256_castsi256_si128(ci), hi = _mm256_extracti128_si256(ci, 1);
+            uint64_t q0 = (uint64_t)_mm_cvtsi128_si64(lo), q1 = (uint64_t)_mm_extract_epi64(lo, 1);
+            uint64_t q2 = (uint64_t)_mm_cvtsi128_si64(hi), q3 = (uint64_t)_mm_extract_epi64(hi, 1);
+            h8[(uint32_t)q0]++; h8[q0 >> 32]++; h8[(uint32_t)q1]++; h8[q1 >> 32]++;
+            h8[(uint32_t)q2]++; h8[q2 >> 32]++; h8[(uint32_t)q3]++; h8[q3 >> 32]++;
         }
     }
     *A = a;
@@ -411,26 +424,58 @@ static void forward_rows(const float *restrict X, int64_t n, const float *restri
 }
 #endif
 
+/* A run's network, policy and histogram, prepared once: weights and edges copied, the broadcasts and the
+   histogram's class map (hist_setup) made. */
+typedef struct {
+    float W1[D * H], b1[H], W2[H], b2;
+    int policy, nb;
+    float *edges;  /* nb + 1, owned */
+#if defined(__AVX2__) && defined(__FMA__)
+    params P;
+    int badk[MAXBAD], nbad, dohist, half, dopos;
+#endif
+} setup;
+
+static int setup_init(setup *st, const float *W1, const float *b1, const float *W2, float b2, int policy,
+                      const float *edges, int nb) {
+    memcpy(st->W1, W1, sizeof st->W1); memcpy(st->b1, b1, sizeof st->b1); memcpy(st->W2, W2, sizeof st->W2);
+    st->b2 = b2; st->policy = policy; st->nb = nb;
+    st->edges = malloc((size_t)(nb + 1) * sizeof(float));
+    if (st->edges == NULL) return -1;
+    memcpy(st->edges, edges, (size_t)(nb + 1) * sizeof(float));
+#if defined(__AVX2__) && defined(__FMA__)
+    params *P = &st->P;
+    float g1 = A1 == 2 ? -1.f : 1.f, g2 = A2 == 2 ? -1.f : 1.f;  /* a sigmoid unit receives -t (see act8) */
+    for (int i = 0; i < D * H; i++) P->w1[i] = _mm256_set1_ps(g1 * W1[i]);
+    for (int j = 0; j < H; j++) { P->b1[j] = _mm256_set1_ps(g1 * b1[j]); P->w2[j] = _mm256_set1_ps(g2 * W2[j]); }
+    P->b2 = _mm256_set1_ps(g2 * b2);
+    P->top = _mm256_set1_ps(edges[nb]);
+    st->nbad = hist_setup(edges, nb, P, st->badk);
+    st->dohist = st->nbad >= 0;
+    st->half = -1;
+    for (int k = 0; k <= nb && st->dohist; k++) st->half = edges[k] == 0.5f ? k : st->half;
+    st->dopos = st->half < 0;  /* else the positives are #(y >= edges[half]) */
+#endif
+    return 0;
+}
+
 /* One chunk: forward, non-finite policy (0 error, 1 skip, 2 keep), statistics.
    counts: [0] nonfinite input rows, [1] first such row (-1), [2] nonfinite y_hat, [3] counted, [4] positives.
    isums: 18 int64, the exact sum of the finite y_hat is sum_p isums[p] 2**(16p - 150); minmax: [min, max];
    hist: nb + 2 counts. n <= 2**21 rows per call (keeps every isums[p] below 2**62). */
-void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float *b1, const float *W2, float b2,
-               int policy, float *y, const float *edges, int nb, int64_t *counts, int64_t *isums,
-               float *minmax, int64_t *hist) {
+static void run_rows(const setup *st, const float *restrict X, int64_t n, float *y, int64_t *counts,
+                     int64_t *isums, float *minmax, int64_t *hist) {
+    const float *W1 = st->W1, *b1 = st->b1, *W2 = st->W2, *edges = st->edges;
+    float b2 = st->b2;
+    int policy = st->policy, nb = st->nb;
+    (void)W1; (void)b1; (void)W2; (void)b2;
     int64_t nfin = 0, first = -1;
     totals T = {0, 0, hist, isums, INFINITY, -INFINITY};
     float ybuf[BLOCK] __attribute__((aligned(32)));  /* y_hat of a block when the caller keeps none (y NULL) */
 #if defined(__AVX2__) && defined(__FMA__)
-    params P;
-    float g1 = A1 == 2 ? -1.f : 1.f, g2 = A2 == 2 ? -1.f : 1.f;  /* a sigmoid unit receives -t (see act8) */
-    for (int i = 0; i < D * H; i++) P.w1[i] = _mm256_set1_ps(g1 * W1[i]);
-    for (int j = 0; j < H; j++) { P.b1[j] = _mm256_set1_ps(g1 * b1[j]); P.w2[j] = _mm256_set1_ps(g2 * W2[j]); }
-    P.b2 = _mm256_set1_ps(g2 * b2);
-    P.top = _mm256_set1_ps(edges[nb]);
-    int badk[MAXBAD], nbad = hist_setup(edges, nb, &P, badk), dohist = nbad >= 0, half = -1;
-    for (int k = 0; k <= nb && dohist; k++) half = edges[k] == 0.5f ? k : half;
-    int dopos = half < 0;  /* else the positives are #(y >= edges[half]) */
+    params P = st->P;  /* a copy: P.c changes from block to block */
+    const int *badk = st->badk;
+    int nbad = st->nbad, dohist = st->dohist, half = st->half, dopos = st->dopos;
     int32_t h8[8 * HMAX];
     int S = -38;  /* the exact sum's top level (see stats_loop), set from the previous block's max |y_hat| */
     for (int64_t s = 0; s < n; s += BLOCK) {
@@ -477,5 +522,204 @@ void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float 
 #endif
     counts[0] = nfin; counts[1] = first; counts[2] = n - T.cnt; counts[3] = T.cnt; counts[4] = T.pos;
     minmax[0] = T.mn; minmax[1] = T.mx;
+}
+
+void mlp_chunk(const float *restrict X, int64_t n, const float *W1, const float *b1, const float *W2, float b2,
+               int policy, float *y, const float *edges, int nb, int64_t *counts, int64_t *isums,
+               float *minmax, int64_t *hist) {
+    setup st;
+    if (setup_init(&st, W1, b1, W2, b2, policy, edges, nb) != 0) { counts[3] = -1; return; }
+    run_rows(&st, X, n, y, counts, isums, minmax, hist);
+    free(st.edges);
+}
+
+/* A pool of worker threads for a run. The caller submits chunks (at most SLOTS unfinished at a time) and waits
+   for each chunk's merged statistics; the workers take `sub` rows at a time from the oldest submitted chunk, so
+   they go from one chunk to the next without waiting for each other or for the caller. Each worker keeps its
+   own totals per chunk; they merge exactly (integer counts, min, max), so the split changes nothing. */
+#include <pthread.h>
+#define SLOTS 4
+#define NCNT 5
+#define NSUM 18
+
+typedef struct {
+    int state;  /* 0 free, 1 submitted, 2 finished */
+    int64_t seq, n, next, taken, done, stop;
+    const float *X;
+    float *y;
+    int64_t *cnt, *isums, *hist;  /* per worker: NCNT, NSUM, nb + 2 */
+    float *minmax;                 /* per worker: 2 */
+} job;
+
+typedef struct {
+    setup st;
+    int nth, quit, nthreads_started;
+    int64_t seq, sub;  /* sub: rows a worker takes at a time */
+    pthread_t th[64];
+    pthread_mutex_t mu;
+    pthread_cond_t work, fin;
+    job jobs[SLOTS];
+} pool;
+
+/* carry the int64 counts of 2**(16p - 150) so that each but the last is in [0, 2**16): sums of many stay small */
+static void carry(int64_t *isums) {
+    for (int p = 0; p < NSUM - 1; p++) {
+        int64_t c = isums[p] >> 16;  /* floor division */
+        isums[p] -= c * 65536;
+        isums[p + 1] += c;
+    }
+}
+
+static job *oldest_open(pool *pl) {
+    job *best = NULL;
+    for (int j = 0; j < SLOTS; j++) {
+        job *b = &pl->jobs[j];
+        if (b->state == 1 && !b->stop && b->next < b->n && (best == NULL || b->seq < best->seq)) best = b;
+    }
+    return best;
+}
+
+typedef struct { pool *pl; int w; } worker_arg;
+
+static void *worker(void *arg) {
+    pool *pl = ((worker_arg *)arg)->pl;
+    int w = ((worker_arg *)arg)->w, nb = pl->st.nb;
+    free(arg);
+    pthread_setname_np(pthread_self(), "mlplab-kernel");  /* as top -H and ps -L show it */
+    pthread_mutex_lock(&pl->mu);
+    for (;;) {
+        job *b = oldest_open(pl);
+        if (b == NULL) {
+            if (pl->quit) break;
+            pthread_cond_wait(&pl->work, &pl->mu);
+            continue;
+        }
+        int64_t s = b->next, e = s + pl->sub < b->n ? s + pl->sub : b->n;
+        b->next = e;
+        b->taken++;
+        pthread_mutex_unlock(&pl->mu);
+        int64_t cnt[NCNT], isums[NSUM] = {0}, *hist = b->hist + (int64_t)w * (nb + 2);
+        float mm[2];
+        run_rows(&pl->st, b->X + s * D, e - s, b->y != NULL ? b->y + s : NULL, cnt, isums, mm, hist);
+        int64_t *c = b->cnt + (int64_t)w * NCNT, *is = b->isums + (int64_t)w * NSUM;
+        float *m = b->minmax + 2 * w;
+        if (cnt[0] && (c[1] < 0 || s + cnt[1] < c[1])) c[1] = s + cnt[1];
+        c[0] += cnt[0]; c[2] += cnt[2]; c[3] += cnt[3]; c[4] += cnt[4];
+        for (int p = 0; p < NSUM; p++) is[p] += isums[p];
+        carry(is);
+        m[0] = mm[0] < m[0] ? mm[0] : m[0];
+        m[1] = mm[1] > m[1] ? mm[1] : m[1];
+        pthread_mutex_lock(&pl->mu);
+        if (cnt[0] && pl->st.policy == 0) b->stop = 1;  /* an error: no new rows of this chunk are started */
+        b->done++;
+        if ((b->next >= b->n || b->stop) && b->done == b->taken) {
+            b->state = 2;
+            pthread_cond_broadcast(&pl->fin);
+        }
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+void pool_free(pool *pl);
+
+pool *pool_new(int nth, int64_t sub, const float *W1, const float *b1, const float *W2, float b2, int policy,
+               const float *edges, int nb) {
+    if (nth < 1 || nth > 64 || sub < 1 || sub > (1 << 21)) return NULL;
+    size_t size = (sizeof(pool) + 63) / 64 * 64;
+    pool *pl = aligned_alloc(64, size);  /* the setup holds AVX vectors: 32-byte alignment */
+    if (pl == NULL) return NULL;
+    memset(pl, 0, size);
+    if (setup_init(&pl->st, W1, b1, W2, b2, policy, edges, nb) != 0) { free(pl); return NULL; }
+    pl->nth = nth;
+    pl->sub = sub;
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->work, NULL);
+    pthread_cond_init(&pl->fin, NULL);
+    for (int j = 0; j < SLOTS; j++) {
+        job *b = &pl->jobs[j];
+        b->cnt = malloc((size_t)nth * NCNT * sizeof(int64_t));
+        b->isums = malloc((size_t)nth * NSUM * sizeof(int64_t));
+        b->hist = malloc((size_t)nth * (nb + 2) * sizeof(int64_t));
+        b->minmax = malloc((size_t)nth * 2 * sizeof(float));
+        if (!b->cnt || !b->isums || !b->hist || !b->minmax) { pool_free(pl); return NULL; }
+    }
+    for (int w = 0; w < nth; w++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (a == NULL) { pool_free(pl); return NULL; }
+        a->pl = pl; a->w = w;
+        if (pthread_create(&pl->th[w], NULL, worker, a) != 0) { free(a); pool_free(pl); return NULL; }
+        pl->nthreads_started++;
+    }
+    return pl;
+}
+
+/* Queue rows X[0:n] (y_hat into y[0:n] unless NULL); returns the slot to wait on, -1 if all are taken. */
+int pool_submit(pool *pl, const float *X, int64_t n, float *y) {
+    pthread_mutex_lock(&pl->mu);
+    int slot = -1;
+    for (int j = 0; j < SLOTS && slot < 0; j++) if (pl->jobs[j].state == 0) slot = j;
+    if (slot >= 0) {
+        job *b = &pl->jobs[slot];
+        int nb = pl->st.nb;
+        b->X = X; b->y = y; b->n = n;
+        b->next = b->taken = b->done = b->stop = 0;
+        b->seq = pl->seq++;
+        memset(b->cnt, 0, (size_t)pl->nth * NCNT * sizeof(int64_t));
+        memset(b->isums, 0, (size_t)pl->nth * NSUM * sizeof(int64_t));
+        memset(b->hist, 0, (size_t)pl->nth * (nb + 2) * sizeof(int64_t));
+        for (int w = 0; w < pl->nth; w++) {
+            b->cnt[w * NCNT + 1] = -1;
+            b->minmax[2 * w] = INFINITY;
+            b->minmax[2 * w + 1] = -INFINITY;
+        }
+        b->state = n > 0 ? 1 : 2;
+        pthread_cond_broadcast(&pl->work);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return slot;
+}
+
+/* Wait for a slot's chunk; its merged statistics as mlp_chunk gives them (isums carried). Frees the slot. */
+void pool_wait(pool *pl, int slot, int64_t *counts, int64_t *isums, float *minmax, int64_t *hist) {
+    job *b = &pl->jobs[slot];
+    pthread_mutex_lock(&pl->mu);
+    while (b->state != 2) pthread_cond_wait(&pl->fin, &pl->mu);
+    int nb = pl->st.nb;
+    counts[0] = counts[2] = counts[3] = counts[4] = 0;
+    counts[1] = -1;
+    minmax[0] = INFINITY; minmax[1] = -INFINITY;
+    memset(isums, 0, NSUM * sizeof(int64_t));
+    memset(hist, 0, (size_t)(nb + 2) * sizeof(int64_t));
+    for (int w = 0; w < pl->nth; w++) {
+        int64_t *c = b->cnt + w * NCNT;
+        if (c[0] && (counts[1] < 0 || c[1] < counts[1])) counts[1] = c[1];
+        counts[0] += c[0]; counts[2] += c[2]; counts[3] += c[3]; counts[4] += c[4];
+        for (int p = 0; p < NSUM; p++) isums[p] += b->isums[w * NSUM + p];
+        carry(isums);
+        for (int k = 0; k < nb + 2; k++) hist[k] += b->hist[(int64_t)w * (nb + 2) + k];
+        minmax[0] = b->minmax[2 * w] < minmax[0] ? b->minmax[2 * w] : minmax[0];
+        minmax[1] = b->minmax[2 * w + 1] > minmax[1] ? b->minmax[2 * w + 1] : minmax[1];
+    }
+    b->state = 0;
+    pthread_mutex_unlock(&pl->mu);
+}
+
+/* Finish every submitted chunk, stop the workers, free everything. */
+void pool_free(pool *pl) {
+    if (pl == NULL) return;
+    pthread_mutex_lock(&pl->mu);
+    pl->quit = 1;
+    pthread_cond_broadcast(&pl->work);
+    pthread_mutex_unlock(&pl->mu);
+    for (int w = 0; w < pl->nthreads_started; w++) pthread_join(pl->th[w], NULL);
+    for (int j = 0; j < SLOTS; j++) {
+        free(pl->jobs[j].cnt); free(pl->jobs[j].isums); free(pl->jobs[j].hist); free(pl->jobs[j].minmax);
+    }
+    free(pl->st.edges);
+    pthread_mutex_destroy(&pl->mu);
+    pthread_cond_destroy(&pl->work);
+    pthread_cond_destroy(&pl->fin);
+    free(pl);
 }
 """

@@ -18,6 +18,7 @@ import glob
 import mmap
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ class FileSource(Source):
 
     def mapped(self, start: int, stop: int) -> np.ndarray | None:
         """Rows [start, stop) of one float32 file as a read-only view of a map of the whole file (None if
-        the range crosses files, the file holds float64, the rows are not in the page cache, or the system
-        has no madvise). The threads that read the view fault its pages in; `drop` lets them go again."""
+        the range crosses files, the file holds float64, or the system has no madvise). Rows not yet in the
+        page cache are read in first, here, by one sequential pass of page faults (MADV_POPULATE_READ), which
+        the kernel's read-ahead serves like a plain sequential read of a map; where that is not available
+        (Linux before 5.14) such rows give None, and `read` copies them. `drop` lets the pages go again."""
         i = bisect.bisect_right(self.starts, start) - 1
         f = self.files[i]
         if stop > self.starts[i + 1] or f.dtype != np.float32 or not hasattr(mmap, "MADV_DONTNEED"):
@@ -113,9 +116,9 @@ class FileSource(Source):
         if m is None:
             m = self._maps[i] = mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         X = np.frombuffer(m, np.float32, (stop - start) * self.d, pos).reshape(stop - start, self.d)
-        # not in the page cache: one large read (`read`) fetches it faster than page faults from several
-        # threads at once, whose scattered read-ahead the storage serves worse (measured: docs/streaming.md)
-        return X if _resident(X.ctypes.data, size) else None
+        # not in the page cache: fault it all in now, on the reader's thread, in order; page faults from the
+        # compute threads at once scatter the read-ahead, which the storage serves worse (docs/streaming.md)
+        return X if _resident(X.ctypes.data, size) or _populate(X.ctypes.data, size) else None
 
     def drop(self, start: int, stop: int) -> None:
         """Unmap the pages of rows [start, stop) (of one file) that `mapped` handed out: they leave this
@@ -292,6 +295,19 @@ def _madvise(m: mmap.mmap, offset: int, length: int, advice: int) -> None:
         return
     base = np.frombuffer(m, np.uint8, 1).ctypes.data  # the map's address (the view is gone right after)
     _libc.madvise(ctypes.c_void_p(base + offset), ctypes.c_size_t(length), ctypes.c_int(advice))
+
+
+MADV_POPULATE_READ = 22  # Linux 5.14+
+
+
+def _populate(addr: int, size: int) -> bool:
+    """Fault in the pages of [addr, addr + size) of a file map, reading them from storage (without the GIL);
+    False where the kernel cannot (then nothing happened)."""
+    if _libc is None or not sys.platform.startswith("linux"):
+        return False
+    page = mmap.PAGESIZE
+    lo = addr // page * page
+    return _libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(addr + size - lo), ctypes.c_int(MADV_POPULATE_READ)) == 0
 
 
 def _load_libc() -> Any:
