@@ -14,7 +14,7 @@ from mlplab.activations import activation_pairs
 from mlplab.cli import main
 from mlplab.errors import MlplabError
 from mlplab.problem import load_problem
-from mlplab.stream import run_stream
+from mlplab.stream import run_stream, sources
 from mlplab.stream.sources import SyntheticSource, open_source
 from mlplab.stream.summary import default_edges, summarize_y
 
@@ -193,6 +193,24 @@ def test_raw_columns_must_match_d(tmp_path: Path) -> None:
     assert open_source(str(raw), d=3).rows == 8  # d = 3 columns by default
     with pytest.raises(MlplabError, match="6 columns but the network takes d = 3"):
         open_source(str(raw), d=3, columns=6)
+
+
+def test_rows_not_in_the_page_cache_are_faulted_in_or_read(monkeypatch: pytest.MonkeyPatch,
+                                                            data: tuple[Path, np.ndarray]) -> None:
+    """A cold chunk is faulted in by the reader (MADV_POPULATE_READ) and then mapped; where the kernel cannot
+    do that it is read into a buffer. Either way the run gives the summary of a warm run."""
+    path, X = data
+    warm = run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary
+    monkeypatch.setattr(sources, "_resident", lambda addr, size: False)  # every chunk looks cold
+    src = open_source(str(path), d=3)
+    view = src.mapped(100, 4100)
+    if view is not None:  # the kernel could fault the rows in (Linux 5.14 and later)
+        np.testing.assert_array_equal(view, X[100:4100])
+    assert run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary == warm
+    monkeypatch.setattr(sources, "_populate", lambda addr, size: False)  # Linux before 5.14
+    assert src.mapped(100, 4100) is None
+    assert run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary == warm
+    src.close()
 
 
 def test_mapped_rows_equal_read_rows(tmp_path: Path, data: tuple[Path, np.ndarray]) -> None:

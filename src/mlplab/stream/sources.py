@@ -110,15 +110,20 @@ class FileSource(Source):
         if stop > self.starts[i + 1] or f.dtype != np.float32 or not hasattr(mmap, "MADV_DONTNEED"):
             return None
         pos, size = f.offset + (start - self.starts[i]) * self.d * 4, (stop - start) * self.d * 4
-        if os.fstat(self._fd(i)).st_size < pos + size:  # reading a mapped page past the end would be a SIGBUS
+        file_size = os.fstat(self._fd(i)).st_size
+        if file_size < pos + size:  # reading a mapped page past the end would be a SIGBUS
             return None  # `read` reports the truncated file
         m = self._maps.get(i)
         if m is None:
             m = self._maps[i] = mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         X = np.frombuffer(m, np.float32, (stop - start) * self.d, pos).reshape(stop - start, self.d)
-        # not in the page cache: fault it all in now, on the reader's thread, in order; page faults from the
-        # compute threads at once scatter the read-ahead, which the storage serves worse (docs/streaming.md)
-        return X if _resident(X.ctypes.data, size) or _populate(X.ctypes.data, size) else None
+        if _resident(X.ctypes.data, size):
+            return X
+        # not in the page cache: fault it in now, on the reader's thread, in order, and READ_AHEAD bytes at
+        # least (the next chunks then find theirs resident); page faults from the compute threads at once,
+        # or in pieces of a few MB, keep fewer reads in flight, which the storage serves worse (measured:
+        # docs/streaming.md)
+        return X if _populate(X.ctypes.data, min(max(size, READ_AHEAD), file_size - pos)) else None
 
     def drop(self, start: int, stop: int) -> None:
         """Unmap the pages of rows [start, stop) (of one file) that `mapped` handed out: they leave this
@@ -298,6 +303,8 @@ def _madvise(m: mmap.mmap, offset: int, length: int, advice: int) -> None:
 
 
 MADV_POPULATE_READ = 22  # Linux 5.14+
+READ_AHEAD = 48 << 20
+"""Bytes of a file that `FileSource.mapped` faults in at once when it meets rows not in the page cache."""
 
 
 def _populate(addr: int, size: int) -> bool:
