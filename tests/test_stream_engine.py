@@ -81,6 +81,10 @@ def test_synthetic_chunks_depend_only_on_seed_and_row() -> None:
     np.testing.assert_array_equal(piece, whole[65_000:140_001])
     other = SyntheticSource(200_000, 3, seed=5).read(0, 10, np.empty((10, 3), np.float32))
     assert not np.array_equal(other, whole[:10])
+    for b in range(4):  # the definition, block by block (the last one partial), drawn the plain way
+        block = np.random.default_rng([4, b]).standard_normal((min(65_536, 200_000 - b * 65_536), 3),
+                                                             dtype=np.float32) * np.float32(2.0)
+        np.testing.assert_array_equal(whole[b * 65_536:(b + 1) * 65_536], block)
     a = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=30_000, progress=False).summary
     b = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=65_536, shard_rows=100_000,
                    progress=False).summary

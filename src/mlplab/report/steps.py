@@ -65,7 +65,7 @@ class Settings:
 # Rough wall times on a 2-core laptop-class CPU; good enough to plan a coffee break.
 SECTION1_S = 8.0
 SECTION2_S = 25.0
-STREAM_ROWS_PER_S = 2.0e7
+STREAM_ROWS_PER_S = 3.0e7
 MNIST_CHECK_S = 5.0
 MNIST_FETCH_S = 60.0
 REPORT_S = 10.0

@@ -14,11 +14,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import ctypes
+import functools
 import glob
 import mmap
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,21 +190,51 @@ class SyntheticSource(Source):
         self.rows, self.d, self.seed = rows, d, seed
         self.name = f"synthetic:{rows} (seed {seed})"
 
-    def block(self, b: int) -> np.ndarray:
+    def block(self, b: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Block b's rows, drawn into `out` (n, d) float32 if given."""
         rng = np.random.default_rng([self.seed, b])  # independent stream per block: any order, any worker
         n = min(SYNTHETIC_BLOCK, self.rows - b * SYNTHETIC_BLOCK)
-        return rng.standard_normal((n, self.d), dtype=np.float32) * np.float32(2.0)
+        out = np.empty((n, self.d), np.float32) if out is None else out
+        rng.standard_normal(out=out, dtype=np.float32)
+        out *= np.float32(2.0)
+        return out
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows [start, stop) into out; whole blocks are drawn in place, several at once on a few threads
+        (NumPy's generators let go of the GIL), which is what limits this source."""
         view = out[: stop - start]
-        for b in range(start // SYNTHETIC_BLOCK, (stop - 1) // SYNTHETIC_BLOCK + 1):
+
+        def fill(b: int) -> None:
             b0 = b * SYNTHETIC_BLOCK
             lo, hi = max(start, b0), min(stop, b0 + SYNTHETIC_BLOCK)
-            view[lo - start: hi - start] = self.block(b)[lo - b0: hi - b0]
+            if hi - lo == min(SYNTHETIC_BLOCK, self.rows - b0) and view.flags.c_contiguous:
+                self.block(b, view[lo - start: hi - start])
+            else:  # part of a block: draw it whole, keep the part
+                view[lo - start: hi - start] = self.block(b)[lo - b0: hi - b0]
+
+        blocks = range(start // SYNTHETIC_BLOCK, (stop - 1) // SYNTHETIC_BLOCK + 1)
+        if len(blocks) > 1 and _generator_threads() > 1:
+            list(_generator_pool().map(fill, blocks))
+        else:
+            for b in blocks:
+                fill(b)
         return view
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "synthetic", "rows": self.rows, "d": self.d, "seed": self.seed}
+
+
+def _generator_threads() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _generator_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_generator_threads(), thread_name_prefix="mlplab-synthetic")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it starts its own pool
+    os.register_at_fork(after_in_child=_generator_pool.cache_clear)
 
 
 def parse_count(text: str) -> int:
