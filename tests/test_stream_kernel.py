@@ -144,6 +144,9 @@ def test_bad_arguments() -> None:
         ChunkKernel(net, default_edges("sigmoid"))(np.zeros((4, 2), np.float32), 0)
     with pytest.raises(MlplabError, match="histogram"):
         default_edges("sigmoid", lo=1.0, hi=0.0)
+    for threads in (0, 65):
+        with pytest.raises(MlplabError, match="between 1 and 64"):
+            ChunkKernel(net, default_edges("sigmoid"), threads=threads)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -28,6 +28,7 @@ from mlplab.stream.summary import (
 POLICIES = {"error": 0, "skip": 1, "keep": 2}
 TORCH_BLOCK = 16384  # rows per torch block: X, Z1 and y of a block stay in L2 cache
 PAD = 64  # torch blocks are padded to a multiple of this, so vector loops never take a scalar tail
+MAX_THREADS = 64  # native worker threads (the C pool's limit)
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ class ChunkKernel:
         self.name = "native" if self.native is not None else f"torch-{self.device.type}"
         self._staging: torch.Tensor | None = None  # page-locked input copy, for unpinned chunks on CUDA
         self._y_host: torch.Tensor | None = None  # page-locked y_hat coming back
-        if threads < 1:
-            raise MlplabError(f"threads must be at least 1, got {threads}", hint="e.g. --threads 2")
+        if not 1 <= threads <= MAX_THREADS:
+            raise MlplabError(f"threads must be between 1 and {MAX_THREADS}, got {threads}", hint="e.g. --threads 2")
         # the native kernel runs on its own C worker threads (no GIL), started here and stopped by close()
         self.threads = threads if self.native is not None else 1
         self._pool: NativePool | None = None
