@@ -234,4 +234,8 @@ def test_native_pool_names_the_first_bad_row_and_refuses_a_fifth_chunk() -> None
     with pytest.raises(RuntimeError, match="more chunks"):
         k.start(X[:100], 0)  # ... and says so instead of blocking on a fifth
     assert all(w().rows == 100 for w in waits)
+    again = k.start(X[:100], 0)  # a slot used again ...
+    with pytest.raises(RuntimeError, match="once"):
+        waits[0]()  # ... is not waited for through an old ticket
+    assert again().rows == 100
     k.close()

@@ -90,7 +90,8 @@ class NativePool:
                                         arrays[3].ctypes.data, self.nb)  # copies what it keeps
         if not self._pool:
             raise MemoryError(f"could not start {threads} native worker threads")
-        self._held: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._held: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = {}  # slot: (ticket, X, y)
+        self._tickets = 0
         self._finalizer = weakref.finalize(self, self._lib.pool_free, self._pool)  # if never closed
 
     def submit(self, X: np.ndarray, y: np.ndarray | None = None) -> Callable[[], Stats]:
@@ -98,9 +99,13 @@ class NativePool:
         slot = self._lib.pool_submit(self._pool, X.ctypes.data, X.shape[0], None if y is None else y.ctypes.data)
         if slot < 0:
             raise RuntimeError("more chunks submitted to the native pool than it has slots (4)")
-        self._held[slot] = (X, y)  # the arrays stay alive while the workers read and write them
+        self._tickets += 1
+        ticket = self._tickets
+        self._held[slot] = (ticket, X, y)  # the arrays stay alive while the workers read and write them
 
         def wait() -> Stats:
+            if self._held.get(slot, (0,))[0] != ticket:  # waited for already: the slot may hold another chunk
+                raise RuntimeError("a native pool chunk can be waited for once")
             counts, sums = np.empty(5, np.int64), np.empty(N_ISUMS, np.int64)
             minmax, hist = np.empty(2, np.float32), np.empty(self.nb + 2, np.int64)
             self._lib.pool_wait(self._pool, slot, counts.ctypes.data, sums.ctypes.data, minmax.ctypes.data,
