@@ -311,7 +311,8 @@ def _resident(addr: int, size: int) -> bool:
     """Are the first, middle and last pages of [addr, addr + size) in memory (mincore)? True if unknown.
 
     Linux answers for the page cache only on files the caller owns or may write; elsewhere unmapped pages
-    read as absent, and the caller then reads a chunk that it could have mapped (slower, same result)."""
+    read as absent, and the caller then faults in pages that were cached already (which costs only the
+    mapping)."""
     if _libc is None or size <= 0:
         return True
     page = mmap.PAGESIZE
