@@ -125,7 +125,6 @@ class ChunkKernel:
         if not 1 <= threads <= MAX_THREADS:
             raise MlplabError(f"threads must be between 1 and {MAX_THREADS}, got {threads}", hint="e.g. --threads 2")
         # the native kernel runs on its own C worker threads (no GIL), started here and stopped by close()
-        self.threads = threads if self.native is not None else 1
         self._pool: NativePool | None = None
         if self.native is not None:
             self._pool = NativePool(self.native, threads, net.W1, net.b1, net.W2, net.b2, POLICIES[nonfinite],

@@ -31,6 +31,16 @@ N_ISUMS = 18  # int64 counts of 2**(16p - 150), p < 18 (see mlp_chunk in native_
 SUB_ROWS = 1 << 17  # rows a pool worker takes at a time (1.5 MB of 3 float32 columns)
 
 
+Stats = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""What the C functions fill: counts (5), isums (N_ISUMS), minmax (2), hist (nb + 2)."""
+
+
+def new_stats(nb: int) -> Stats:
+    """Zeroed arrays for the statistics of a histogram of nb bins."""
+    return (np.zeros(5, np.int64), np.zeros(N_ISUMS, np.int64), np.zeros(2, np.float32),
+            np.zeros(nb + 2, np.int64))
+
+
 class NativeKernel:
     """ctypes wrapper of one compiled (d, h, sigma_1, sigma_2) kernel."""
 
@@ -50,15 +60,12 @@ class NativeKernel:
         lib.pool_free.restype = None
 
     def __call__(self, X: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: float, policy: int,
-                 y: np.ndarray | None, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 y: np.ndarray | None, edges: np.ndarray) -> Stats:
         """Run on X (n, d) float32 C-contiguous, n <= 2**21; fills y (n,) unless None (then y_hat is only
         summarised, never written to memory); returns counts, isums, minmax, hist."""
         n = X.shape[0]
         assert n <= EXACT_BLOCK_ROWS and X.flags.c_contiguous and (y is None or y.flags.c_contiguous)
-        counts = np.zeros(5, np.int64)
-        sums = np.zeros(N_ISUMS, np.int64)
-        minmax = np.zeros(2, np.float32)
-        hist = np.zeros(len(edges) + 1, np.int64)
+        counts, sums, minmax, hist = new_stats(len(edges) - 1)
 
         def ptr(a: np.ndarray) -> int:
             return a.ctypes.data
@@ -68,9 +75,6 @@ class NativeKernel:
         if counts[3] < 0:
             raise MemoryError("the native kernel could not allocate its histogram edges")
         return counts, sums, minmax, hist
-
-
-Stats = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class NativePool:
@@ -106,8 +110,7 @@ class NativePool:
         def wait() -> Stats:
             if self._held.get(slot, (0,))[0] != ticket:  # waited for already: the slot may hold another chunk
                 raise RuntimeError("a native pool chunk can be waited for once")
-            counts, sums = np.empty(5, np.int64), np.empty(N_ISUMS, np.int64)
-            minmax, hist = np.empty(2, np.float32), np.empty(self.nb + 2, np.int64)
+            counts, sums, minmax, hist = new_stats(self.nb)
             self._lib.pool_wait(self._pool, slot, counts.ctypes.data, sums.ctypes.data, minmax.ctypes.data,
                                 hist.ctypes.data)
             del self._held[slot]

@@ -570,6 +570,26 @@ static void carry(int64_t *isums) {
     }
 }
 
+/* statistics with nothing in them: counts (NCNT; [1], the first bad row, -1), isums (NSUM), min and max */
+static void clear_stats(int64_t *c, int64_t *is, float *m) {
+    memset(c, 0, NCNT * sizeof(int64_t));
+    c[1] = -1;
+    memset(is, 0, NSUM * sizeof(int64_t));
+    m[0] = INFINITY;
+    m[1] = -INFINITY;
+}
+
+/* add statistics (c2, is2, m2) whose rows start at row `row0` of the chunk into (c, is, m), exactly */
+static void add_stats(int64_t *c, int64_t *is, float *m, const int64_t *c2, const int64_t *is2, const float *m2,
+                      int64_t row0) {
+    if (c2[0] && (c[1] < 0 || row0 + c2[1] < c[1])) c[1] = row0 + c2[1];
+    c[0] += c2[0]; c[2] += c2[2]; c[3] += c2[3]; c[4] += c2[4];
+    for (int p = 0; p < NSUM; p++) is[p] += is2[p];
+    carry(is);
+    m[0] = m2[0] < m[0] ? m2[0] : m[0];
+    m[1] = m2[1] > m[1] ? m2[1] : m[1];
+}
+
 static job *oldest_open(pool *pl) {
     job *best = NULL;
     for (int j = 0; j < SLOTS; j++) {
@@ -601,14 +621,7 @@ static void *worker(void *arg) {
         int64_t cnt[NCNT], isums[NSUM] = {0}, *hist = b->hist + (int64_t)w * (nb + 2);
         float mm[2];
         run_rows(&pl->st, b->X + s * D, e - s, b->y != NULL ? b->y + s : NULL, cnt, isums, mm, hist);
-        int64_t *c = b->cnt + (int64_t)w * NCNT, *is = b->isums + (int64_t)w * NSUM;
-        float *m = b->minmax + 2 * w;
-        if (cnt[0] && (c[1] < 0 || s + cnt[1] < c[1])) c[1] = s + cnt[1];
-        c[0] += cnt[0]; c[2] += cnt[2]; c[3] += cnt[3]; c[4] += cnt[4];
-        for (int p = 0; p < NSUM; p++) is[p] += isums[p];
-        carry(is);
-        m[0] = mm[0] < m[0] ? mm[0] : m[0];
-        m[1] = mm[1] > m[1] ? mm[1] : m[1];
+        add_stats(b->cnt + (int64_t)w * NCNT, b->isums + (int64_t)w * NSUM, b->minmax + 2 * w, cnt, isums, mm, s);
         pthread_mutex_lock(&pl->mu);
         if (cnt[0] && pl->st.policy == 0) b->stop = 1;  /* an error: no new rows of this chunk are started */
         b->done++;
@@ -665,14 +678,8 @@ int pool_submit(pool *pl, const float *X, int64_t n, float *y) {
         b->X = X; b->y = y; b->n = n;
         b->next = b->taken = b->done = b->stop = 0;
         b->seq = pl->seq++;
-        memset(b->cnt, 0, (size_t)pl->nth * NCNT * sizeof(int64_t));
-        memset(b->isums, 0, (size_t)pl->nth * NSUM * sizeof(int64_t));
         memset(b->hist, 0, (size_t)pl->nth * (nb + 2) * sizeof(int64_t));
-        for (int w = 0; w < pl->nth; w++) {
-            b->cnt[w * NCNT + 1] = -1;
-            b->minmax[2 * w] = INFINITY;
-            b->minmax[2 * w + 1] = -INFINITY;
-        }
+        for (int w = 0; w < pl->nth; w++) clear_stats(b->cnt + w * NCNT, b->isums + w * NSUM, b->minmax + 2 * w);
         b->state = n > 0 ? 1 : 2;
         pthread_cond_broadcast(&pl->work);
     }
@@ -686,20 +693,11 @@ void pool_wait(pool *pl, int slot, int64_t *counts, int64_t *isums, float *minma
     pthread_mutex_lock(&pl->mu);
     while (b->state != 2) pthread_cond_wait(&pl->fin, &pl->mu);
     int nb = pl->st.nb;
-    counts[0] = counts[2] = counts[3] = counts[4] = 0;
-    counts[1] = -1;
-    minmax[0] = INFINITY; minmax[1] = -INFINITY;
-    memset(isums, 0, NSUM * sizeof(int64_t));
+    clear_stats(counts, isums, minmax);
     memset(hist, 0, (size_t)(nb + 2) * sizeof(int64_t));
     for (int w = 0; w < pl->nth; w++) {
-        int64_t *c = b->cnt + w * NCNT;
-        if (c[0] && (counts[1] < 0 || c[1] < counts[1])) counts[1] = c[1];
-        counts[0] += c[0]; counts[2] += c[2]; counts[3] += c[3]; counts[4] += c[4];
-        for (int p = 0; p < NSUM; p++) isums[p] += b->isums[w * NSUM + p];
-        carry(isums);
+        add_stats(counts, isums, minmax, b->cnt + w * NCNT, b->isums + w * NSUM, b->minmax + 2 * w, 0);
         for (int k = 0; k < nb + 2; k++) hist[k] += b->hist[(int64_t)w * (nb + 2) + k];
-        minmax[0] = b->minmax[2 * w] < minmax[0] ? b->minmax[2 * w] : minmax[0];
-        minmax[1] = b->minmax[2 * w + 1] > minmax[1] ? b->minmax[2 * w + 1] : minmax[1];
     }
     b->state = 0;
     pthread_mutex_unlock(&pl->mu);

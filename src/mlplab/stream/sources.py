@@ -2,11 +2,11 @@
 
 Every source answers `read(start, stop, out)`: rows [start, stop) as float32 (rows, d) written into a
 caller-owned buffer, so memory stays at the buffers the engine owns whatever N is. float32 files also
-answer `mapped(start, stop)` when those rows are in the page cache: the same rows as a read-only view of a
-memory map of the file, no copy at all (the kernel's threads fault the pages in, in parallel);
+answer `mapped(start, stop)`: the same rows as a read-only view of a memory map of the file, no copy at all
+(rows not in the page cache are first faulted in, 48 MB at a time, on the caller's thread);
 `drop(start, stop)` unmaps them again once used, so mapped pages never pile up in the resident set over a
-12 TB run. Elsewhere (rows still on disk, float64 files, other systems, a range across two files: `spans`
-splits at file boundaries) files are read with `os.preadv` into the buffer.
+12 TB run. Elsewhere (float64 files, a range across two files: `spans` splits at file boundaries, systems
+without madvise, cold rows on Linux before 5.14) files are read with `os.preadv` into the buffer.
 """
 
 from __future__ import annotations
@@ -327,12 +327,18 @@ def _resident(addr: int, size: int) -> bool:
 
 def _madvise(m: mmap.mmap, offset: int, length: int, advice: int) -> None:
     """m.madvise, but through ctypes, which lets go of the GIL: unmapping 12 MB of pages takes a while, and
-    the kernel's threads need the GIL between their parts."""
+    the reader thread needs the GIL meanwhile."""
     if _libc is None:
         m.madvise(advice, offset, length)
         return
-    base = np.frombuffer(m, np.uint8, 1).ctypes.data  # the map's address (the view is gone right after)
-    _libc.madvise(ctypes.c_void_p(base + offset), ctypes.c_size_t(length), ctypes.c_int(advice))
+    _madvise_at(np.frombuffer(m, np.uint8, 1).ctypes.data + offset, length, advice)  # the map's address + offset
+
+
+def _madvise_at(addr: int, length: int, advice: int) -> bool:
+    """madvise on [addr, addr + length), addr rounded down to its page, without the GIL; True if it worked."""
+    assert _libc is not None
+    lo = addr // mmap.PAGESIZE * mmap.PAGESIZE
+    return _libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(addr + length - lo), ctypes.c_int(advice)) == 0
 
 
 MADV_POPULATE_READ = 22  # Linux 5.14+
@@ -345,9 +351,7 @@ def _populate(addr: int, size: int) -> bool:
     False where the kernel cannot (then nothing happened)."""
     if _libc is None or not sys.platform.startswith("linux"):
         return False
-    page = mmap.PAGESIZE
-    lo = addr // page * page
-    return _libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(addr + size - lo), ctypes.c_int(MADV_POPULATE_READ)) == 0
+    return _madvise_at(addr, size, MADV_POPULATE_READ)
 
 
 def _load_libc() -> Any:
