@@ -70,8 +70,8 @@ def engine(source: str, chunk_rows: int, **kw: object) -> float:
     return r.rows_per_s
 
 
-def best_interleaved(fns, repeats: int, before=None) -> list[float]:  # type: ignore[no-untyped-def]
-    """Best rate of each function over `repeats` rounds, the functions taking turns within a round, so a
+def interleaved(fns, repeats: int, before=None) -> list[list[float]]:  # type: ignore[no-untyped-def]
+    """The rates of each function over `repeats` rounds, the functions taking turns within a round, so a
     machine whose speed drifts from minute to minute gives each of them the same conditions."""
     rates: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
@@ -79,7 +79,7 @@ def best_interleaved(fns, repeats: int, before=None) -> list[float]:  # type: ig
             if before is not None:
                 before()
             rates[i].append(fn())
-    return [max(r) for r in rates]
+    return rates
 
 
 def peak_rss_mb(n: int, chunk_rows: int) -> float:
@@ -123,14 +123,21 @@ def main() -> None:
         for mode, before in (("warm", None), ("cold", cold if can_drop else None)):
             if mode == "warm":
                 roofline_pread(path, chunk)  # load the page cache
-            r_pread, r_mmap, e = best_interleaved([lambda: roofline_pread(path, chunk),
-                                                   lambda: roofline_mmap(path, chunk),
-                                                   lambda: engine(str(path), chunk)], args.repeats, before)
-            res[mode] = {"roofline_pread": r_pread, "roofline_mmap": r_mmap, "engine": e}
+            rounds = interleaved([lambda: roofline_pread(path, chunk), lambda: roofline_mmap(path, chunk),
+                                  lambda: engine(str(path), chunk)], args.repeats, before)
+            r_pread, r_mmap, e = (max(r) for r in rounds)
+            # the same round's rates were measured within a second of each other: their ratio is the least
+            # touched by the machine's drift
+            ratios = sorted(er / max(pr, mr) for pr, mr, er in zip(*rounds))
+            res[mode] = {"roofline_pread": r_pread, "roofline_mmap": r_mmap, "engine": e,
+                         "rounds": {"roofline_pread": rounds[0], "roofline_mmap": rounds[1], "engine": rounds[2]},
+                         "round_ratio_median": float(np.median(ratios))}
             roof = max(r_pread, r_mmap)
             print(f"{mode:5s} cache: roofline pread+sum {r_pread / 1e6:7.1f} M rows/s, mmap+sum "
                   f"{r_mmap / 1e6:7.1f} M rows/s | engine {e / 1e6:7.1f} M rows/s = {e / roof:5.1%} of the "
-                  f"faster roofline" + ("" if mode == "warm" or can_drop else " (could not drop the cache)"))
+                  f"faster roofline (best of {args.repeats} rounds each); round by round: median "
+                  f"{np.median(ratios):5.1%}, range {ratios[0]:.1%}-{ratios[-1]:.1%}"
+                  + ("" if mode == "warm" or can_drop else " (could not drop the cache)"))
         e_1t = engine(str(path), chunk, threads=1)  # the engine above uses every CPU (at most 8)
         res["warm_threads_1"] = e_1t
         print(f"warm  cache: native kernel on 1 thread  {e_1t / 1e6:7.1f} M rows/s (the engine uses "

@@ -236,3 +236,30 @@ def test_mapped_rows_equal_read_rows(tmp_path: Path, data: tuple[Path, np.ndarra
     np.testing.assert_array_equal(both.read(4000, 6000, np.empty((2000, 3), np.float32)), X[4000:6000])
     src.close()
     both.close()
+
+
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
+def test_chunks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
+    """The native kernel's threads are given up to AHEAD chunks at once, the other kernels one: the bound
+    on the chunks held (memory) that the engine's docstring states."""
+    from mlplab.stream import engine
+    from mlplab.stream.kernel import ChunkKernel
+
+    live, peak = [0], [0]
+    start = ChunkKernel.start
+
+    def counting_start(self: ChunkKernel, X: np.ndarray, row0: int):  # type: ignore[no-untyped-def]
+        live[0] += 1
+        peak[0] = max(peak[0], live[0])
+        wait = start(self, X, row0)
+
+        def done():  # type: ignore[no-untyped-def]
+            live[0] -= 1
+            return wait()
+
+        return done
+
+    monkeypatch.setattr(ChunkKernel, "start", counting_start)
+    r = run_stream("synthetic:20000", "relu,sigmoid", chunk_rows=1000, kernel=kernel, progress=False)
+    assert r.summary.rows == 20000 and live[0] == 0
+    assert peak[0] == (engine.AHEAD if r.kernel == "native" else 1)

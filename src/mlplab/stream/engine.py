@@ -2,8 +2,9 @@
 
 A chunk of a float32 file is a view of a memory map of the file (no copy; see `Source.mapped`), whose
 pages are unmapped again once the chunk is done; other chunks are read into reused buffers. Either way
-at most prefetch + 3 chunks (chunk_rows x d x 4 bytes each) are held, plus one y_hat chunk when
-predictions are written, whatever N is. Shards are done in order; each finished shard is written
+at most prefetch + 5 chunks (chunk_rows x d x 4 bytes each; prefetch + 2 without the native kernel's
+threads or with predictions to write) are held, plus one y_hat chunk when predictions are written,
+whatever N is. Shards are done in order; each finished shard is written
 atomically and recorded in the manifest before the next one counts, so `--resume` skips exactly the
 finished ones.
 """
@@ -26,7 +27,7 @@ from mlplab.stream.summary import Summary
 
 ShardHook = Callable[[int, Summary], None]
 Release = Callable[[], None]
-AHEAD = 2  # chunks being summarised at once (without predictions to write)
+AHEAD = 4  # chunks the native pool's threads are given at once (without predictions to write): all its slots
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,10 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
     """Run `shards` in order; return their summaries. Each finished shard goes to `run_dir` (if any),
     then `on_shard(index, summary)` is called (the local engine records the manifest there).
 
-    Without predictions to write, two chunks are summarised at once (`ChunkKernel.start`), so the kernel's
-    threads go from one chunk to the next without waiting for each other or for this loop (which meanwhile
-    merges the last summary, unmaps the last chunk and hands over the next).
+    Without predictions to write, the native kernel's threads are given up to AHEAD chunks at once
+    (`ChunkKernel.start`), so they go from one chunk to the next without waiting for each other or for this
+    loop (which meanwhile merges the last summary, unmaps the last chunk and hands over the next), even when
+    this thread is late to get a CPU. The other kernels compute within `start`: one chunk at a time.
     """
     done: dict[int, Summary] = {}
     current: Shard | None = None
@@ -122,7 +124,7 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
     y = np.empty(chunk_rows if write_predictions else 0, np.float32)
     pinned = kernel.device.type == "cuda"
     in_flight: deque[tuple[Callable[[], Summary], Release, int]] = deque()  # (wait, release, rows)
-    ahead = 1 if write_predictions else AHEAD
+    ahead = AHEAD if kernel.native is not None and not write_predictions else 1
 
     def settle(keep: int) -> None:  # wait for all but `keep` chunks in flight, oldest first
         nonlocal partial
