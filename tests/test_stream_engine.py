@@ -263,3 +263,29 @@ def test_chunks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, kernel: s
     r = run_stream("synthetic:20000", "relu,sigmoid", chunk_rows=1000, kernel=kernel, progress=False)
     assert r.summary.rows == 20000 and live[0] == 0
     assert peak[0] == (engine.AHEAD if r.kernel == "native" else 1)
+
+
+def test_a_fresh_map_every_so_often_lets_the_old_one_go(monkeypatch: pytest.MonkeyPatch,
+                                                        data: tuple[Path, np.ndarray]) -> None:
+    """Unmapped pages can leave their page tables behind, so a file is served from a fresh map every
+    REMAP_BYTES; the old map is freed once its chunks are dropped. Same rows, same summary."""
+    import weakref
+
+    path, X = data
+    whole = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False).summary
+    monkeypatch.setattr(sources, "REMAP_BYTES", 5 * 1000 * 12)  # a fresh map every five chunks
+    assert run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False).summary == whole
+    src = open_source(str(path), d=3)
+    refs = []  # weak references to the map behind each chunk
+    for start in range(0, 20000, 1000):
+        view = src.mapped(start, start + 1000)
+        assert view is not None
+        np.testing.assert_array_equal(view, X[start:start + 1000])
+        refs.append(weakref.ref(src._served[start]))
+        if start and start % 5000:
+            assert refs[-1]() is refs[-2]()  # the same map as the chunk before
+        elif start:
+            assert refs[-2]() is None  # a fresh map; the old one went with its last chunk
+        del view
+        src.drop(start, start + 1000)
+    src.close()

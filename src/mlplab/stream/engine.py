@@ -131,6 +131,7 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
         while len(in_flight) > keep:
             wait, release, rows = in_flight.popleft()
             s = wait()
+            del wait  # it held the chunk's rows: with it gone, `release` can unmap them at once
             release()
             assert partial is not None
             partial = partial.merge(s)

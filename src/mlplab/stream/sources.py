@@ -5,8 +5,9 @@ caller-owned buffer, so memory stays at the buffers the engine owns whatever N i
 answer `mapped(start, stop)`: the same rows as a read-only view of a memory map of the file, no copy at all
 (rows not in the page cache are first faulted in, 48 MB at a time, on the caller's thread);
 `drop(start, stop)` unmaps them again once used, so mapped pages never pile up in the resident set over a
-12 TB run. Elsewhere (float64 files, a range across two files: `spans` splits at file boundaries, systems
-without madvise, cold rows on Linux before 5.14) files are read with `os.preadv` into the buffer.
+12 TB run (and a fresh map every GiB lets the old one go whole, with the page tables that mapped it).
+Elsewhere (float64 files, a range across two files: `spans` splits at file boundaries, systems without
+madvise, cold rows on Linux before 5.14) files are read with `os.preadv` into the buffer.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class FileSource(Source):
         self.starts = np.cumsum([0] + [f.rows for f in files]).tolist()
         self.name = str(files[0].path) if len(files) == 1 else f"{files[0].path} (+{len(files) - 1} files)"
         self._fds: dict[int, int] = {}
-        self._maps: dict[int, mmap.mmap] = {}
+        self._maps: dict[int, tuple[mmap.mmap, int]] = {}  # file: (its map now, the byte it began serving at)
+        self._served: dict[int, mmap.mmap] = {}  # the first row of each chunk handed out: the map it came from
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Rows [start, stop) into out[: stop - start] (float32)."""
@@ -115,23 +117,29 @@ class FileSource(Source):
         file_size = os.fstat(self._fd(i)).st_size
         if file_size < pos + size:  # reading a mapped page past the end would be a SIGBUS
             return None  # `read` reports the truncated file
-        m = self._maps.get(i)
-        if m is None:
-            m = self._maps[i] = mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        now = self._maps.get(i)
+        if now is None or not now[1] <= pos < now[1] + REMAP_BYTES:
+            # unmapping pages (`drop`) leaves the page tables that mapped them (before Linux 6.15 or so): 12 TB
+            # through one map would leave 24 GB of them. A fresh map now and then lets the old one go whole
+            # once its chunks are dropped and their views gone.
+            now = self._maps[i] = (mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ), pos)
+        m = now[0]
         X = np.frombuffer(m, np.float32, (stop - start) * self.d, pos).reshape(stop - start, self.d)
-        if _resident(X.ctypes.data, size):
-            return X
         # not in the page cache: fault it in now, on the reader's thread, in order, and READ_AHEAD bytes at
         # least (the next chunks then find theirs resident); page faults from the compute threads at once,
         # or in pieces of a few MB, keep fewer reads in flight, which the storage serves worse (measured:
         # docs/streaming.md)
-        return X if _populate(X.ctypes.data, min(max(size, READ_AHEAD), file_size - pos)) else None
+        if not (_resident(X.ctypes.data, size)
+                or _populate(X.ctypes.data, min(max(size, READ_AHEAD), file_size - pos))):
+            return None
+        self._served[start] = m
+        return X
 
     def drop(self, start: int, stop: int) -> None:
         """Unmap the pages of rows [start, stop) (of one file) that `mapped` handed out: they leave this
         process's resident set (the page cache keeps them). A page shared with later rows stays."""
         i = bisect.bisect_right(self.starts, start) - 1
-        m = self._maps.get(i)
+        m = self._served.pop(start, None)
         if m is None:
             return
         f, page = self.files[i], mmap.PAGESIZE
@@ -164,17 +172,18 @@ class FileSource(Source):
                 "files": [{"path": str(f.path.resolve()), "bytes": f.path.stat().st_size} for f in self.files]}
 
     def close(self) -> None:
-        for m in self._maps.values():
+        for m in [m for m, _ in self._maps.values()] + list(self._served.values()):
             with contextlib.suppress(BufferError):  # an array still views it: the map goes with the last one
                 m.close()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
         self._maps.clear()
+        self._served.clear()
 
     def __getstate__(self) -> dict[str, Any]:  # file descriptors and maps do not travel to Dask workers
         state = self.__dict__.copy()
-        state["_fds"], state["_maps"] = {}, {}
+        state["_fds"], state["_maps"], state["_served"] = {}, {}, {}
         return state
 
 
@@ -342,6 +351,8 @@ def _madvise_at(addr: int, length: int, advice: int) -> bool:
 
 
 MADV_POPULATE_READ = 22  # Linux 5.14+
+REMAP_BYTES = 1 << 30
+"""How much of a file `FileSource.mapped` serves from one map before it starts a fresh one."""
 READ_AHEAD = 48 << 20
 """Bytes of a file that `FileSource.mapped` faults in at once when it meets rows not in the page cache."""
 
