@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     add_problem(p)
     p.add_argument("--activations", required=True, metavar="S1,S2", help="e.g. relu,sigmoid")
     p.add_argument("--chunk-rows", type=_count_or_zero, default=1 << 20, metavar="N",
-                   help="rows per chunk; memory ~ chunk x prefetch (default 1048576)")
+                   help="rows per chunk; memory ~ chunk x (prefetch + 5) (default 1048576)")
     p.add_argument("--shard-rows", type=_count_or_zero, default=1 << 24, metavar="N",
                    help="rows per shard, the unit of resuming and of Dask tasks (default 16777216)")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the manifest, shard files and summary")
