@@ -4,7 +4,8 @@
 
 Roofline = a plain NumPy pass that only sums the same chunks of the same file, read with `os.preadv` into a
 reused buffer, and through `np.load(mmap_mode="r")`; the engine is compared with the faster of the two. The
-two rooflines and the engine take turns, round after round, and the best of each is kept.
+two rooflines and the engine take turns, round after round; the best of each is kept, and the engine's ratio
+to the faster roofline of the same round is reported too (median and range over the rounds).
 Cold cache = the file's pages dropped with posix_fadvise(POSIX_FADV_DONTNEED) before the pass (works
 without root for clean pages; a hypervisor's own cache below the VM may still serve them).
 Peak RSS is measured in fresh subprocesses (VmHWM) at N = 1e6, 1e7, 1e8 synthetic rows.

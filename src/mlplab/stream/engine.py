@@ -4,9 +4,8 @@ A chunk of a float32 file is a view of a memory map of the file (no copy; see `S
 pages are unmapped again once the chunk is done; other chunks are read into reused buffers. Either way
 at most prefetch + 5 chunks (chunk_rows x d x 4 bytes each; prefetch + 2 without the native kernel's
 threads or with predictions to write) are held, plus one y_hat chunk when predictions are written,
-whatever N is. Shards are done in order; each finished shard is written
-atomically and recorded in the manifest before the next one counts, so `--resume` skips exactly the
-finished ones.
+whatever N is. Shards are done in order; each finished shard is written atomically and recorded in the
+manifest before the next one counts, so `--resume` skips exactly the finished ones.
 """
 
 from __future__ import annotations

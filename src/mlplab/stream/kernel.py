@@ -236,8 +236,8 @@ class ChunkKernel:
         return summary
 
     def close(self) -> None:
-        """Finish the chunks started, then stop the native worker threads (the kernel runs on the calling
-        thread afterwards)."""
+        """Finish the chunks started, then stop the native worker threads. Call it once done: chunks given
+        afterwards would be computed by the torch kernel."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None

@@ -119,9 +119,9 @@ class FileSource(Source):
             return None  # `read` reports the truncated file
         now = self._maps.get(i)
         if now is None or not now[1] <= pos < now[1] + REMAP_BYTES:
-            # unmapping pages (`drop`) leaves the page tables that mapped them (before Linux 6.15 or so): 12 TB
-            # through one map would leave 24 GB of them. A fresh map now and then lets the old one go whole
-            # once its chunks are dropped and their views gone.
+            # unmapping pages (`drop`) leaves the page tables that mapped them on kernels that do not reclaim
+            # them: 12 TB through one map would leave ~23 GB of them. A fresh map now and then lets the old one
+            # go whole once its chunks are dropped and their views gone.
             now = self._maps[i] = (mmap.mmap(self._fd(i), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ), pos)
         m = now[0]
         X = np.frombuffer(m, np.float32, (stop - start) * self.d, pos).reshape(stop - start, self.d)
