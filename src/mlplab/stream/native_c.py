@@ -9,9 +9,11 @@ Per block of 4096 rows (X, y_hat and the block's counts stay in L1/L2 cache):
 * `stats_loop`: one pass over the block's y_hat for min, max, positives, the histogram and the exact sum.
   The histogram class comes straight from floor(y * nb / (hi - lo) + offset); the map is monotone, so
   checking it at each float32 edge and just below it proves it right for every float32; the (few) edges it
-  gets wrong are counted by comparisons. The exact sum splits each y_hat, in float64, into three parts that
-  are multiples of 2**S, 2**(S - 41) and 2**(S - 82), S set from the previous block's largest |y_hat|; each
-  part's per-block float64 sum cannot round, and is then added to int64 counts of 2**(16p - 150).
+  gets wrong are counted by comparisons. `class_ge` then packs the block's classes into bytes, 32 to a
+  vector, and counts #(class >= k) with byte compares: fewer instructions than a table increment per row.
+  The exact sum splits each y_hat, in float64, into three parts that are multiples of 2**S, 2**(S - 41)
+  and 2**(S - 82), S set from the previous block's largest |y_hat|; each part's per-block float64 sum
+  cannot round, and is then added to int64 counts of 2**(16p - 150).
 * Blocks the fast path cannot vouch for (a non-finite input or y_hat, the last partial block of a call, a
   y_hat outside the sum's window) are redone by `exact_stats`: comparisons with every edge and float64 sums
   per exponent bucket, the way the portable (non-AVX2) build does every block.
@@ -145,7 +147,8 @@ static int64_t nonfinite_rows(const float *X, int64_t s, int64_t m, int policy, 
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
-#define HMAX 64  /* direct histogram: per-lane counts of up to 64 classes (nb <= 62) */
+#define HMAX 64  /* direct histogram: classes -1..nb as bytes, nb <= 62 */
+#define GEPASS 11 /* byte counters held in registers per pass over a block's classes (21: 20 bins, 2 passes) */
 #define MAXBAD 3 /* edges the direct class gets wrong that are counted by comparisons instead */
 
 typedef struct {  /* per-block vector accumulators */
@@ -276,11 +279,9 @@ static int hist_setup(const float *edges, int nb, params *P, int *badk) {
    each float64 sum of hq is exact; rest must be 0. */
 static inline __attribute__((always_inline)) void stats_loop(const float *restrict y, int64_t nv,
                                                              const params *restrict P, vacc *restrict A,
-                                                             int32_t *restrict h8, int dohist, int dopos,
+                                                             int32_t *restrict cls, int dohist, int dopos,
                                                              int nbad, const float *pf) {
     vacc a = *A;
-    const __m256i lane1 = _mm256_setr_epi32(1, HMAX + 1, 2 * HMAX + 1, 3 * HMAX + 1, 4 * HMAX + 1, 5 * HMAX + 1,
-                                            6 * HMAX + 1, 7 * HMAX + 1);  /* class + 1, per lane */
     for (int64_t i = 0; i < nv; i++) {
         __m256 v = _mm256_loadu_ps(y + i * 8);
         _mm_prefetch((const char *)(pf + i * 8 * D), _MM_HINT_T0);  /* the next block's X, 8 rows a step */
@@ -309,27 +310,53 @@ static inline __attribute__((always_inline)) void stats_loop(const float *restri
                 a.res = _mm256_or_pd(a.res, l);  /* any bit left (or a -0.0): the block's sum is redone */
             }
         }
-        if (dohist) {
-            /* two lanes' classes per 64-bit extract, split in general registers (fewer vector-unit ops) */
-            __m256i ci = _mm256_add_epi32(hist_class(v, P), lane1);
-            __m128i lo = _mm256_castsi256_si128(ci), hi = _mm256_extracti128_si256(ci, 1);
-            uint64_t q0 = (uint64_t)_mm_cvtsi128_si64(lo), q1 = (uint64_t)_mm_extract_epi64(lo, 1);
-            uint64_t q2 = (uint64_t)_mm_cvtsi128_si64(hi), q3 = (uint64_t)_mm_extract_epi64(hi, 1);
-            h8[(uint32_t)q0]++; h8[q0 >> 32]++; h8[(uint32_t)q1]++; h8[q1 >> 32]++;
-            h8[(uint32_t)q2]++; h8[q2 >> 32]++; h8[(uint32_t)q3]++; h8[q3 >> 32]++;
-        }
+        if (dohist) _mm256_store_si256((__m256i *)(cls + i * 8), hist_class(v, P));  /* counted in class_ge */
     }
     *A = a;
 }
 
 static __attribute__((noinline)) void stats_block(const float *y, int64_t nv, const params *P, vacc *A,
-                                                  int32_t *h8, int dohist, int dopos, int nbad, const float *pf) {
-    if (!dohist) stats_loop(y, nv, P, A, h8, 0, 1, 0, pf);
-    else if (nbad == 0 && !dopos) stats_loop(y, nv, P, A, h8, 1, 0, 0, pf);
-    else if (nbad == 0) stats_loop(y, nv, P, A, h8, 1, 1, 0, pf);
-    else if (nbad == 1) stats_loop(y, nv, P, A, h8, 1, dopos, 1, pf);
-    else if (nbad == 2) stats_loop(y, nv, P, A, h8, 1, dopos, 2, pf);
-    else stats_loop(y, nv, P, A, h8, 1, dopos, 3, pf);
+                                                  int32_t *cls, int dohist, int dopos, int nbad, const float *pf) {
+    if (!dohist) stats_loop(y, nv, P, A, cls, 0, 1, 0, pf);
+    else if (nbad == 0 && !dopos) stats_loop(y, nv, P, A, cls, 1, 0, 0, pf);
+    else if (nbad == 0) stats_loop(y, nv, P, A, cls, 1, 1, 0, pf);
+    else if (nbad == 1) stats_loop(y, nv, P, A, cls, 1, dopos, 1, pf);
+    else if (nbad == 2) stats_loop(y, nv, P, A, cls, 1, dopos, 2, pf);
+    else stats_loop(y, nv, P, A, cls, 1, dopos, 3, pf);
+}
+
+/* ge[k] = #(class >= k), k = 0..nb, of the 8 nv classes (int32, -1..nb) in cls. The classes are packed into
+   bytes, 32 to a vector, and compared with GEPASS thresholds at a time; each compare adds 1 to a byte counter
+   where it holds, and a block (at most 128 vectors of bytes) cannot overflow one. */
+static __attribute__((noinline)) void class_ge(const int32_t *restrict cls, int64_t nv, int nb, int64_t *ge) {
+    int8_t bytes[BLOCK] __attribute__((aligned(32)));
+    int64_t nq = (nv + 3) / 4;
+    for (int64_t g = 0; g < nq; g++) {
+        const __m256i *c = (const __m256i *)(cls + g * 32), none = _mm256_set1_epi32(-1);
+        int64_t left = nv - 4 * g;  /* past the end: class -1, which no threshold counts */
+        __m256i p01 = _mm256_packs_epi32(_mm256_load_si256(c), left > 1 ? _mm256_load_si256(c + 1) : none);
+        __m256i p23 = left > 3 ? _mm256_packs_epi32(_mm256_load_si256(c + 2), _mm256_load_si256(c + 3))
+                               : _mm256_packs_epi32(left > 2 ? _mm256_load_si256(c + 2) : none, none);
+        /* the order of the rows does not matter here */
+        _mm256_store_si256((__m256i *)(bytes + g * 32), _mm256_packs_epi16(p01, p23));
+    }
+    for (int k0 = 0; k0 <= nb; k0 += GEPASS) {  /* a constant count: the counters stay in registers */
+        __m256i acc[GEPASS], th[GEPASS];
+        for (int q = 0; q < GEPASS; q++) {
+            acc[q] = _mm256_setzero_si256();
+            th[q] = _mm256_set1_epi8((char)(k0 + q - 1));  /* class > k - 1 */
+        }
+        for (int64_t g = 0; g < nq; g++) {
+            __m256i b = _mm256_load_si256((const __m256i *)(bytes + g * 32));
+            for (int q = 0; q < GEPASS; q++) acc[q] = _mm256_sub_epi8(acc[q], _mm256_cmpgt_epi8(b, th[q]));
+        }
+        for (int q = 0; q < GEPASS && k0 + q <= nb; q++) {
+            int64_t t[4];
+            __m256i s4 = _mm256_sad_epu8(acc[q], _mm256_setzero_si256());  /* 4 sums of 8 byte counters */
+            memcpy(t, &s4, 32);
+            ge[k0 + q] = t[0] + t[1] + t[2] + t[3];
+        }
+    }
 }
 
 static void vacc_init(vacc *a) {
@@ -363,7 +390,7 @@ static void add_exact(double v, int64_t *isums) {
 }
 
 /* the fast path's statistics of one finite block: into T (false: the block must be redone the plain way) */
-static int merge_block(const vacc *a, const int32_t *h8, int64_t m, const float *edges, int nb, int dohist,
+static int merge_block(const vacc *a, const int32_t *cls, int64_t m, const float *edges, int nb, int dohist,
                        int dopos, int half, int nbad, const int *badk, const float *y, int *S, totals *T) {
     float mn[8], mx[8];
     memcpy(mn, &a->mn, 32); memcpy(mx, &a->mx, 32);
@@ -382,11 +409,8 @@ static int merge_block(const vacc *a, const int32_t *h8, int64_t m, const float 
     T->cnt += m;
     if (dopos) T->pos += hsum_i(a->pos);
     if (dohist) {
-        int64_t ge[HMAX], above = 0;  /* ge[k] = #(class >= k) = #(y >= edges[k]) at the good edges */
-        for (int k = nb + 1; k >= 0; k--) {
-            for (int l = 0; l < 8; l++) above += h8[l * HMAX + k];
-            if (k > 0) ge[k - 1] = above;
-        }
+        int64_t ge[HMAX];
+        class_ge(cls, m / 8, nb, ge);  /* ge[k] = #(class >= k) = #(y >= edges[k]) at the good edges */
         for (int q = 0; q < nbad; q++) ge[badk[q]] = hsum_i(a->ge[q]);
         if (!dopos) T->pos += ge[half];
         add_hist(ge, m, hsum_i(a->top), nb, T->hist);
@@ -476,7 +500,7 @@ static void run_rows(const setup *st, const float *restrict X, int64_t n, float 
     params P = st->P;  /* a copy: P.c changes from block to block */
     const int *badk = st->badk;
     int nbad = st->nbad, dohist = st->dohist, half = st->half, dopos = st->dopos;
-    int32_t h8[8 * HMAX];
+    int32_t cls[BLOCK] __attribute__((aligned(32)));  /* the histogram class of each y_hat of a block */
     int S = -38;  /* the exact sum's top level (see stats_loop), set from the previous block's max |y_hat| */
     for (int64_t s = 0; s < n; s += BLOCK) {
         int64_t m = n - s < BLOCK ? n - s : BLOCK, full = m & ~(int64_t)7;
@@ -484,9 +508,8 @@ static void run_rows(const setup *st, const float *restrict X, int64_t n, float 
         for (int q = 0; q < 3; q++) P.c[q] = _mm256_set1_pd(ldexp(1.5, S - 41 * q + 52));
         vacc a;
         vacc_init(&a);
-        if (dohist) memset(h8, 0, sizeof h8);
         forward_block(X + s * D, full / 8, &P, yb, &a.bad);
-        stats_block(yb, full / 8, &P, &a, h8, dohist, dopos, nbad, X + (s + m < n ? s + m : s) * D);
+        stats_block(yb, full / 8, &P, &a, cls, dohist, dopos, nbad, X + (s + m < n ? s + m : s) * D);
         if (full < m) {  /* the tail, zero-padded through the same function */
             float pad_x[8 * D], pad_y[8];
             memset(pad_x, 0, sizeof pad_x);
@@ -497,7 +520,7 @@ static void run_rows(const setup *st, const float *restrict X, int64_t n, float 
         int32_t bb[8], bad = 0;
         memcpy(bb, &a.bad, 32);
         for (int l = 0; l < 8; l++) bad |= (uint32_t)bb[l] >= 0xff000000u;  /* a NaN or inf input */
-        if (!bad && full == m && merge_block(&a, h8, m, edges, nb, dohist, dopos, half, nbad, badk, yb, &S, &T))
+        if (!bad && full == m && merge_block(&a, cls, m, edges, nb, dohist, dopos, half, nbad, badk, yb, &S, &T))
             continue;
         nfin += nonfinite_rows(X, s, m, policy, yb, &first);
         if (policy == 0 && nfin) break;
