@@ -194,6 +194,22 @@ def test_native_histogram_any_edges(edges: np.ndarray, rows: int) -> None:
     assert s == summarize_y(y, edges)
 
 
+@pytest.mark.skipif("native" not in KERNELS, reason="no C compiler here")
+def test_native_counts_y_hat_on_the_top_edge() -> None:
+    # the closed last bin takes y_hat == the top edge: the kernel counts those only in blocks whose max
+    # reaches it, so blocks that saturate (sigmoid -> exactly 1.0) and blocks that do not must both be right
+    net, _ = seed_net("relu", "sigmoid")
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6 * 4096, 3)).astype(np.float32)
+    X[4096:3 * 4096] *= 60.0  # two blocks with many y_hat of exactly 1.0
+    edges = default_edges("sigmoid")
+    y, s = ChunkKernel(net, edges, kernel="native")(X, 0)
+    ones = int((y == 1.0).sum())
+    assert ones > 100 and not (y[:4096] == 1.0).any()
+    assert s == summarize_y(y, edges)
+    assert s.hist[-2] >= ones and s.hist[-1] == 0  # 1.0 falls in the last bin, not in the overflow
+
+
 @pytest.fixture
 def small_pool_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Native pool workers take 700 rows at a time (not a multiple of 8 or of a block), so a chunk of a few

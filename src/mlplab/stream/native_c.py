@@ -153,14 +153,14 @@ static int64_t nonfinite_rows(const float *X, int64_t s, int64_t m, int policy, 
 
 typedef struct {  /* per-block vector accumulators */
     __m256 mn, mx;
-    __m256i pos, top, bad, ge[MAXBAD];
+    __m256i pos, bad, ge[MAXBAD];
     __m256d s[3][2], res;
 } vacc;
 
 /* Parameters broadcast once. Weights into a sigmoid unit are stored negated (exactly): it receives -t. */
 typedef struct {
     __m256 w1[D * H], b1[H], w2[H], b2;
-    __m256 hinv, hoff, hoffi, hlo, hhi, top, badv[MAXBAD];  /* the histogram (see hist_class) */
+    __m256 hinv, hoff, hoffi, hlo, hhi, badv[MAXBAD];  /* the histogram (see hist_class) */
     __m256d c[3];  /* 1.5 * 2**(S + 52): adding then subtracting it rounds a double to a multiple of 2**S */
 } params;
 
@@ -290,24 +290,26 @@ static inline __attribute__((always_inline)) void stats_loop(const float *restri
         a.mx = _mm256_max_ps(a.mx, v);
         if (dopos)
             a.pos = _mm256_sub_epi32(a.pos, _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
-        a.top = _mm256_sub_epi32(a.top, _mm256_castps_si256(_mm256_cmp_ps(v, P->top, _CMP_EQ_OQ)));
         for (int q = 0; q < nbad; q++)
             a.ge[q] = _mm256_sub_epi32(a.ge[q], _mm256_castps_si256(_mm256_cmp_ps(v, P->badv[q], _CMP_GE_OQ)));
         __m256d d[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))};
+        __m256d l[2];
         for (int q = 0; q < 2; q++) {
-            __m256d l = d[q];
+            l[q] = d[q];
             for (int lev = 0; lev < 2; lev++) {
-                __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l, P->c[lev])), P->c[lev]));
+                __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l[q], P->c[lev])), P->c[lev]));
                 a.s[lev][q] = _mm256_add_pd(a.s[lev][q], h);
-                l = _mm256_sub_pd(l, h);
+                l[q] = _mm256_sub_pd(l[q], h);
             }
-            /* the third level only for lanes left with bits below 2**(S - 41): y_hat below ~2**(S - 18) (rare;
-               where all four are 0 the third level would add zeros and leave zeros) */
-            if (__builtin_expect(!_mm256_testz_si256(_mm256_castpd_si256(l), _mm256_castpd_si256(l)), 0)) {
-                __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l, P->c[2])), P->c[2]));
+        }
+        /* the third level only for the 8 rows where some lane has bits below 2**(S - 41): y_hat below
+           ~2**(S - 18) (rare; in lanes that are 0 the third level adds zeros and leaves zeros) */
+        __m256i left = _mm256_or_si256(_mm256_castpd_si256(l[0]), _mm256_castpd_si256(l[1]));
+        if (__builtin_expect(!_mm256_testz_si256(left, left), 0)) {
+            for (int q = 0; q < 2; q++) {
+                __m256d h = keepd(_mm256_sub_pd(keepd(_mm256_add_pd(l[q], P->c[2])), P->c[2]));
                 a.s[2][q] = _mm256_add_pd(a.s[2][q], h);
-                l = _mm256_sub_pd(l, h);
-                a.res = _mm256_or_pd(a.res, l);  /* any bit left (or a -0.0): the block's sum is redone */
+                a.res = _mm256_or_pd(a.res, _mm256_sub_pd(l[q], h));  /* any bit left (or a -0.0): redone */
             }
         }
         if (dohist) _mm256_store_si256((__m256i *)(cls + i * 8), hist_class(v, P));  /* counted in class_ge */
@@ -361,7 +363,7 @@ static __attribute__((noinline)) void class_ge(const int32_t *restrict cls, int6
 
 static void vacc_init(vacc *a) {
     a->mn = _mm256_set1_ps(INFINITY); a->mx = _mm256_set1_ps(-INFINITY);
-    a->pos = a->top = a->bad = _mm256_setzero_si256();
+    a->pos = a->bad = _mm256_setzero_si256();
     for (int q = 0; q < MAXBAD; q++) a->ge[q] = _mm256_setzero_si256();
     for (int q = 0; q < 3; q++) a->s[q][0] = a->s[q][1] = _mm256_setzero_pd();
     a->res = _mm256_setzero_pd();
@@ -413,7 +415,10 @@ static int merge_block(const vacc *a, const int32_t *cls, int64_t m, const float
         class_ge(cls, m / 8, nb, ge);  /* ge[k] = #(class >= k) = #(y >= edges[k]) at the good edges */
         for (int q = 0; q < nbad; q++) ge[badk[q]] = hsum_i(a->ge[q]);
         if (!dopos) T->pos += ge[half];
-        add_hist(ge, m, hsum_i(a->top), nb, T->hist);
+        int64_t top = 0;  /* #(y == edges[nb]), counted only for a block that reaches it */
+        if (bmx >= edges[nb])
+            for (int64_t i = 0; i < m; i++) top += y[i] == edges[nb];
+        add_hist(ge, m, top, nb, T->hist);
     } else {
         exact_stats(y, m, edges, nb, 2, T);
     }
@@ -473,7 +478,6 @@ static int setup_init(setup *st, const float *W1, const float *b1, const float *
     for (int i = 0; i < D * H; i++) P->w1[i] = _mm256_set1_ps(g1 * W1[i]);
     for (int j = 0; j < H; j++) { P->b1[j] = _mm256_set1_ps(g1 * b1[j]); P->w2[j] = _mm256_set1_ps(g2 * W2[j]); }
     P->b2 = _mm256_set1_ps(g2 * b2);
-    P->top = _mm256_set1_ps(edges[nb]);
     st->nbad = hist_setup(edges, nb, P, st->badk);
     st->dohist = st->nbad >= 0;
     st->half = -1;
