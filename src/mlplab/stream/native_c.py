@@ -333,9 +333,10 @@ static __attribute__((noinline)) void stats_block(const float *y, int64_t nv, co
 static __attribute__((noinline)) void class_ge(const int32_t *restrict cls, int64_t nv, int nb, int64_t *ge) {
     int8_t bytes[BLOCK] __attribute__((aligned(32)));
     int64_t nq = (nv + 3) / 4;
+    const __m256i none = _mm256_set1_epi32(-1);  /* past the end: class -1, which no threshold counts */
     for (int64_t g = 0; g < nq; g++) {
-        const __m256i *c = (const __m256i *)(cls + g * 32), none = _mm256_set1_epi32(-1);
-        int64_t left = nv - 4 * g;  /* past the end: class -1, which no threshold counts */
+        const __m256i *c = (const __m256i *)(cls + g * 32);
+        int64_t left = nv - 4 * g;
         __m256i p01 = _mm256_packs_epi32(_mm256_load_si256(c), left > 1 ? _mm256_load_si256(c + 1) : none);
         __m256i p23 = left > 3 ? _mm256_packs_epi32(_mm256_load_si256(c + 2), _mm256_load_si256(c + 3))
                                : _mm256_packs_epi32(left > 2 ? _mm256_load_si256(c + 2) : none, none);
