@@ -148,7 +148,7 @@ static int64_t nonfinite_rows(const float *X, int64_t s, int64_t m, int policy, 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define HMAX 64  /* direct histogram: classes -1..nb as bytes, nb <= 62 */
-#define GEPASS 11 /* byte counters held in registers per pass over a block's classes (21: 20 bins, 2 passes) */
+#define GEPASS 11 /* thresholds per pass of class_ge, their byte counters in registers (20 bins: 21, 2 passes) */
 #define MAXBAD 3 /* edges the direct class gets wrong that are counted by comparisons instead */
 
 typedef struct {  /* per-block vector accumulators */
