@@ -17,6 +17,7 @@ Prints ratios; nothing here is asserted (timings depend on the machine and its l
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -163,7 +164,10 @@ def main() -> None:
         local = engine(str(path), chunk, shard_rows=shard)
         line = [f"engines (warm, {rows // shard} shards): local {local / 1e6:.1f} M rows/s"]
         res["dask"] = {"local": local}
-        for w in (1, 2):
+        has_dask = importlib.util.find_spec("distributed") is not None
+        if not has_dask:
+            line.append('dask not installed, skipped (pip install "mlplab[dask]")')
+        for w in (1, 2) if has_dask else ():
             ready: list[float] = []
             t0 = time.perf_counter()
             def warm_up(client, ready=ready):  # type: ignore[no-untyped-def]
