@@ -35,6 +35,16 @@ from mlplab.stream.sources import open_source, parse_count
 ACTS = "relu,sigmoid"
 
 
+def write_synthetic_npy(path: Path, rows: int) -> None:
+    """A (rows, 3) float32 .npy file of the synthetic source's rows (seed 0), written through a map."""
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, 3))
+    src = open_source(f"synthetic:{rows}", d=3)
+    for s in range(0, rows, 1 << 22):
+        src.read(s, min(rows, s + (1 << 22)), X[s:s + (1 << 22)])
+    X.flush()
+    del X
+
+
 def drop_cache(path: Path) -> bool:
     """Ask the kernel to forget the file's cached pages; False where that is not possible."""
     if not hasattr(os, "posix_fadvise"):
@@ -111,12 +121,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "X.npy"
-        X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, 3))
-        src = open_source(f"synthetic:{rows}", d=3)
-        for s in range(0, rows, 1 << 22):
-            src.read(s, min(rows, s + (1 << 22)), X[s:s + (1 << 22)])
-        X.flush()
-        del X
+        write_synthetic_npy(path, rows)
 
         def cold() -> None:
             drop_cache(path)

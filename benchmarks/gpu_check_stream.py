@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import mlplab
+from bench_stream import write_synthetic_npy
 from mlplab.activations import activation_pairs
 from mlplab.problem import load_problem
 from mlplab.stream import run_stream
@@ -62,12 +63,7 @@ def main() -> None:
                   f"{abs(r.summary.mean_y_hat - cpu.summary.mean_y_hat):.2e}")
         rows = parse_count(args.rows)
         big = Path(tmp) / "big.npy"
-        Xb = np.lib.format.open_memmap(big, mode="w+", dtype=np.float32, shape=(rows, 3))
-        src = open_source(f"synthetic:{rows}", d=3)
-        for s in range(0, rows, 1 << 22):
-            src.read(s, min(rows, s + (1 << 22)), Xb[s:s + (1 << 22)])
-        Xb.flush()
-        del Xb
+        write_synthetic_npy(big, rows)
         chunk = 1 << 22
         src = open_source(str(big), d=3)
         buf = np.empty((chunk, 3), np.float32)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
+from clusters import gaussian_clusters
 from mlplab.device import flush_denormals, flushing_denormals
 from mlplab.mnist import native_step
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.config import resolve_config
-from mlplab.mnist.data import MnistSplit
 from mlplab.mnist.model import MLP
 from mlplab.mnist.runstore import RunStore
 from mlplab.mnist.train import EpochRunner, make_optimizer, train_run
@@ -26,14 +26,7 @@ def _one_thread(one_thread):
     """Every test here runs on one torch thread."""
 
 
-def data(n: int, seed: int) -> MnistSplit:
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(10, D, generator=torch.Generator().manual_seed(7))
-    y = torch.randint(0, 10, (n,), generator=g)
-    return MnistSplit(centres[y] + torch.randn(n, D, generator=g), y)
-
-
-TRAIN, TEST = data(120, 1), data(60, 2)
+TRAIN, TEST = gaussian_clusters(120, D, 1, centre_seed=7), gaussian_clusters(60, D, 2, centre_seed=7)
 
 
 def reference_step(model: MLP, state: dict, X: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor],

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from clusters import gaussian_clusters
 from mlplab.cli import main
 from mlplab.errors import MlplabError
 from mlplab.mnist.config import config_to_dict, resolve_config
@@ -28,11 +29,7 @@ def _one_thread(one_thread):
 
 
 def synthetic(n: int, seed: int) -> MnistSplit:
-    """Ten Gaussian clusters in D dimensions (learnable, not trivially)."""
-    g = torch.Generator().manual_seed(seed)
-    centres = torch.randn(10, D, generator=torch.Generator().manual_seed(99))
-    y = torch.randint(0, 10, (n,), generator=g)
-    return MnistSplit(centres[y] + 1.5 * torch.randn(n, D, generator=g), y)
+    return gaussian_clusters(n, D, seed, centre_seed=99, spread=1.5)
 
 
 TRAIN, TEST = synthetic(330, 1), synthetic(100, 2)

@@ -260,3 +260,5 @@ def test_native_pool_names_the_first_bad_row_and_refuses_a_fifth_chunk() -> None
         waits[0]()  # ... is not waited for through an old ticket
     assert again().rows == 100
     k.close()
+    with pytest.raises(RuntimeError, match="after close"):  # not computed by a fallback kernel instead
+        k.summarize(X[:100], 0)

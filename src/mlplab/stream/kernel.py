@@ -126,6 +126,7 @@ class ChunkKernel:
             raise MlplabError(f"threads must be between 1 and {MAX_THREADS}, got {threads}", hint="e.g. --threads 2")
         # the native kernel runs on its own C worker threads (no GIL), started here and stopped by close()
         self._pool: NativePool | None = None
+        self._closed = False
         if self.native is not None:
             self._pool = NativePool(self.native, threads, net.W1, net.b1, net.W2, net.b2, POLICIES[nonfinite],
                                     self.edges)
@@ -154,6 +155,8 @@ class ChunkKernel:
         if X.ndim != 2 or X.shape[1] != self.net.d:
             raise MlplabError(f"chunk has shape {X.shape}, the network expects {self.net.d} columns",
                               hint="pass data with d columns")
+        if self._closed:
+            raise RuntimeError("ChunkKernel used after close(); make a new one")
         X = np.ascontiguousarray(X, dtype=np.float32)
         if self._pool is not None:
             wait_stats = self._pool.submit(X, y)
@@ -236,8 +239,9 @@ class ChunkKernel:
         return summary
 
     def close(self) -> None:
-        """Finish the chunks started, then stop the native worker threads. Call it once done: chunks given
-        afterwards would be computed by the torch kernel."""
+        """Finish the chunks started, then stop the native worker threads. Call it once done: a chunk given
+        afterwards raises RuntimeError."""
+        self._closed = True
         if self._pool is not None:
             self._pool.close()
             self._pool = None
