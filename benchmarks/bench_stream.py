@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.stream import run_stream
+from mlplab.stream.run import default_threads
 from mlplab.stream.sources import open_source, parse_count
 
 ACTS = "relu,sigmoid"
@@ -148,7 +149,7 @@ def main() -> None:
         e_1t = engine(str(path), chunk, threads=1)  # the engine above uses every CPU (at most 8)
         res["warm_threads_1"] = e_1t
         print(f"warm  cache: native kernel on 1 thread  {e_1t / 1e6:7.1f} M rows/s (the engine uses "
-              f"{min(8, os.cpu_count() or 1)})")
+              f"{default_threads()})")
         e_torch = engine(str(path), chunk, kernel="torch")
         res["warm_torch_kernel"] = e_torch
         print(f"warm  cache: torch kernel (no native loop) {e_torch / 1e6:7.1f} M rows/s")

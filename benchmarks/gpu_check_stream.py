@@ -25,6 +25,7 @@ from bench_stream import write_synthetic_npy
 from mlplab.activations import activation_pairs
 from mlplab.problem import load_problem
 from mlplab.stream import run_stream
+from mlplab.stream.run import default_threads
 from mlplab.stream.sources import open_source, parse_count
 from mlplab.stream.summary import default_edges, summarize_y
 
@@ -81,7 +82,7 @@ def main() -> None:
             del Xm
         roof = max(pread, mmap)
         res = {}
-        default = min(8, os.cpu_count() or 1)  # run_stream's thread count when none is given
+        default = default_threads()  # run_stream's thread count when none is given
         for name, kw in ((dev, {"device": dev}), ("cpu 1 thread", {"threads": 1}),
                          (f"cpu {default} threads (the default)", {})):
             res[name] = max(run_stream(str(big), "relu,sigmoid", chunk_rows=chunk, progress=False, **kw).rows_per_s

@@ -46,6 +46,12 @@ class StreamResult:
                 "engine": self.engine}
 
 
+def default_threads() -> int:
+    """The native kernel's thread count when none is given: one per CPU, at most 8 (mapped files leave the
+    reader thread next to nothing to do)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmoid"),
                problem: Problem | str | Path | None = None, *, chunk_rows: int = 1 << 20,
                shard_rows: int = 1 << 24, out: str | Path | None = None, resume: bool = False,
@@ -77,8 +83,8 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     if resume and out is None:
         raise MlplabError("--resume needs the output folder of the run to continue", hint="pass --out DIR")
     dev = get_device(device)
-    if threads is None:  # every core: mapped files leave the reader thread next to nothing to do
-        threads = max(1, min(8, os.cpu_count() or 1))
+    if threads is None:
+        threads = default_threads()
     if engine == "dask" and dev.type != "cpu":
         raise MlplabError("--engine dask runs on CPU workers here", hint="use --engine local for a GPU")
     lo, hi = hist_range if hist_range is not None else (None, None)
