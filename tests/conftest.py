@@ -35,6 +35,14 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def restore_threads():
+    """Give back torch's thread count after a test that lets a run set its own."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def _exact_seed_z2(sigma1: str) -> list[Fraction]:
     p = load_problem()
     out = []

@@ -240,20 +240,24 @@ class _StopAt:
         pass
 
 
+@pytest.mark.usefixtures("restore_threads")
 def test_sweep_resumes_skips_and_goes_on_after_a_divergent_run(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)
     data = (_tiny_split(320, g), _tiny_split(160, g))
     options = SweepOptions(data=data, progress=False)
     wanted = [EXPERIMENTS["hidden16"], EXPERIMENTS["lr1"]]
 
-    # Reference: hidden16 for 3 epochs without interruption (in memory, no files).
+    # Reference: hidden16 for 3 epochs without interruption (in memory, no files), on two threads.
     (plan,) = plan_sweep(wanted[:1], tmp_path / "out", epochs=3)
-    reference = train_run(plan.config, *data, None, progress=False)
+    reference = train_run(plan.config, *data, None, progress=False, threads=2)
+    assert reference["threads"] == 2
 
-    # The same run interrupted after epoch 2's checkpoint.
+    # The same run interrupted after epoch 2's checkpoint. The sweep below resumes it in a worker that is
+    # given one thread (two jobs); the run must go on with the two threads recorded in its checkpoint, since
+    # on some CPUs a product summed by two threads differs from one summed by one in the last bit.
     with pytest.raises(KeyboardInterrupt):
         train_run(plan.config, *data, RunStore(plan.run_dir), progress=False, trackers=[_StopAt(2)],
-                  run_name="hidden16")
+                  run_name="hidden16", threads=2)
     assert not (plan.run_dir / "summary.json").exists()
 
     plans = plan_sweep(wanted, tmp_path / "out", epochs=3)
@@ -264,7 +268,8 @@ def test_sweep_resumes_skips_and_goes_on_after_a_divergent_run(tmp_path: Path) -
     resumed = load_run(tmp_path / "out" / "hidden16")
     assert resumed is not None and len(resumed.history) == 3
     for key in ("final_train_loss", "test_loss", "best_test_loss", "test_accuracy", "epochs_run", "best_epoch"):
-        assert summaries["hidden16"][key] == reference[key], key  # the same seed: bit-identical on the CPU
+        assert summaries["hidden16"][key] == reference[key], key  # same seed and threads: bit-identical
+    assert summaries["hidden16"]["threads"] == 2
 
     lr1 = summaries["lr1"]
     assert lr1["divergent"] is True and lr1["epochs_run"] < 3

@@ -248,7 +248,10 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
 
     `store` receives config.json, metrics.csv, checkpoint.pt (every epoch), summary.json and the figure.
     `resume=True` continues from the store's checkpoint (same config, except num_epochs and device).
-    `threads` sets torch's CPU thread count for this process. Trackers get start / log_epoch / finish.
+    `threads` sets torch's CPU thread count for this process. The count a run starts with is recorded in its
+    checkpoint and summary, and a resumed run goes on with the recorded count whatever `threads` says: CPU
+    matrix products split their sums by thread, so the count is part of what makes a run's numbers repeat.
+    Trackers get start / log_epoch / finish.
     """
     t = config.training
     started = time.perf_counter()
@@ -279,6 +282,8 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
         if changes:
             raise MlplabError(f"the checkpoint in {store.run_dir} was made with another config ({'; '.join(changes)})",
                               hint="resume with the same settings, or choose another --out folder")
+        if state.get("threads") and dev.type == "cpu":
+            torch.set_num_threads(int(state["threads"]))  # the count the run started with (see the docstring)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(generator, state["rng"])
@@ -325,7 +330,8 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
             if store is not None:
                 store.save_checkpoint({"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
                                        "optimizer": optimizer.state_dict(), "rng": _rng_state(generator),
-                                       "metrics": rows, "best": best, "status": status})
+                                       "metrics": rows, "best": best, "status": status,
+                                       "threads": torch.get_num_threads()})
                 store.save_metrics(rows)
             for tracker in trackers:
                 tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch" and v is not None})
@@ -341,6 +347,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     summary = summarize(config, rows, status, restored, count_parameters(model), str(dev))
     summary["kernel"] = epoch_runner.kernel  # "native": the compiled small-batch step; "torch": torch kernels
     summary["wall_time_s"] = status["elapsed_s"]
+    summary["threads"] = torch.get_num_threads()  # CPU threads the run trained with (kept across resumes)
     if store is not None:
         store.save_summary(summary)
         store.save_figures(rows, f"{run_name}: batch {t.batch_size}, lr {t.learning_rate:g}, hidden "
