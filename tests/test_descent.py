@@ -74,3 +74,45 @@ def test_curves_and_figure(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
     d = runs[1].to_dict()
     assert d["verdict"] == "diverging" and d["stopped_at"] is not None
+
+
+def test_large_step_on_relu_sigmoid_is_a_collapse_not_convergence():
+    """At eta = 10 both losses end with every ReLU unit dead and one prediction for all samples: the BCE curve
+    is flat at 1.044 with b2 jumping between about +-1.78, the MSE curve settles at 0.25 by predicting 0.5."""
+    t = load_problem().tensors()
+    bce = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 10.0, 1000)
+    mse = gradient_descent_run(t, ("relu", "sigmoid"), "mse", 10.0, 1000)
+    for run in (bce, mse):
+        assert run.verdict == "collapsed" and run.state is not None
+        assert run.state.dead_units == run.state.hidden_units == 2 and run.state.constant_output
+        assert run.state.accuracy == 0.5  # one label for all four samples, two of each class
+    assert bce.state is not None and bce.state.b2_cycle is not None
+    assert abs(bce.state.b2_cycle[0] + bce.state.b2_cycle[1]) < 1e-3 and 1.7 < abs(bce.state.b2_cycle[0]) < 1.9
+    assert bce.losses[-1] == pytest.approx(1.0444, abs=1e-4) and "b2 alternates" in bce.reason
+    assert mse.losses[-1] == pytest.approx(0.25, abs=1e-6)
+    small = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 1000)
+    assert small.verdict == "converging" and small.state is not None and not small.state.collapsed
+    assert small.state.accuracy == 0.75 and small.to_dict()["accuracy"] == 0.75
+
+
+@pytest.mark.parametrize("trace,expected", [
+    ([0.0] + [1.5, -1.5] * 6, (1.5, -1.5)),
+    ([2.0] * 12, None),                      # a fixed point is not a cycle
+    ([1.0 / (k + 1) for k in range(12)], None),
+    ([1.0, -1.0, 1.0], None),                # too short to tell
+])
+def test_two_cycle(trace, expected):
+    from mlplab.descent import two_cycle
+
+    assert two_cycle(trace) == expected
+
+
+def test_collapse_sees_dead_units_and_constant_output():
+    from mlplab.descent import collapse
+
+    t = load_problem().tensors()
+    alive = collapse(t, ("relu", "sigmoid"), {k: t[k] for k in ("W1", "b1", "W2", "b2")})
+    assert alive.dead_units == 0 and not alive.constant_output and alive.accuracy == 0.25
+    one_dead = {**{k: t[k] for k in ("W1", "b1", "W2", "b2")}, "b1": torch.tensor([[0.5, -10.0]])}
+    c = collapse(t, ("relu", "sigmoid"), one_dead)
+    assert c.dead_units == 1 and not c.collapsed

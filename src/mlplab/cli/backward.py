@@ -112,9 +112,10 @@ def run_descent(problem: Problem, out_dir: Path | None, activations: tuple[str, 
                 step_sizes: list[float], epochs: int, dtype: torch.dtype) -> tuple[list[Table], list[Path]]:
     """Run gradient descent per step size; with `out_dir`, write curves, verdicts, config and the figure."""
     runs = descent_curves(problem.tensors(), activations, loss, step_sizes, epochs, dtype)
-    rows = [[r.step_size, len(r.losses), r.losses[0], r.losses[-1], min(r.losses), r.verdict, r.reason] for r in runs]
+    rows = [[r.step_size, len(r.losses), r.losses[0], r.losses[-1], min(r.losses),
+             r.state.accuracy if r.state else None, r.verdict, r.reason] for r in runs]
     table = Table(f"Gradient descent, ({activations[0]}, {activations[1]}), loss {loss}, {epochs} epochs",
-                  ["step size", "epochs run", "first loss", "final loss", "min loss", "verdict", "reason"],
+                  ["step size", "epochs run", "first loss", "final loss", "min loss", "accuracy", "verdict", "reason"],
                   rows, decimals=6, label="tab:descent")
     paths: list[Path] = []
     if out_dir is not None:
