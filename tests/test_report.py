@@ -125,7 +125,7 @@ def test_failed_mnist_fetch_still_writes_sections_and_report(tmp_path, monkeypat
     assert "mnist-data: failed: could not fetch MNIST" in err and "MNIST is not available" in err
     assert "mnist-baseline: not run, it needs mnist-data" in err
     tex = (tmp_path / "p" / "report.tex").read_text()
-    assert "\\input{tables/section1-table2}" in tex and "The baseline run." in tex
+    assert "\\input{tables/section1-table2}" in tex and "The MNIST runs." in tex
 
 
 def test_corrupt_state_file_is_a_clear_error(tmp_path):
@@ -162,7 +162,7 @@ def test_unicode_and_listing_source_are_ascii():
 
 def test_markdown_table_and_math_survive():
     out = markdown_to_latex("| a | b |\n|---|---:|\n| `x_1` | $σ_1$ |\n\nText with 50% and **bold**.")
-    assert "\\begin{tabular}{ll}" in out and "\\texttt{x\\_1}" in out and "${\\sigma}_1$" in out
+    assert "\\begin{tabular}{ll}" in out and "\\texttt{x\\_\\allowbreak{}1}" in out and "${\\sigma}_1$" in out
     assert "50\\%" in out and "\\textbf{bold}" in out
 
 
@@ -170,12 +170,20 @@ def test_report_without_results_marks_every_missing_item(tmp_path):
     files = write_report(tmp_path / "results", tmp_path / "report", mnist_rel="mnist/none")
     tex = files.tex.read_text()
     assert tex.count("\\notproduced{") == len(files.missing) > 5
-    for number in ["1", "2", "3", "4", "5", "6", "9", "11", "12--13", "14", "16"]:
-        assert f"Question {number}:" in tex
-    appendix = (tmp_path / "report" / "code-appendix.tex").read_text()
-    assert files.listings > 10 and "\\input{code-appendix}" in tex and "\\lstinputlisting" in appendix
+    for heading in NUMBERED_ITEMS:
+        assert f"\\subsubsection*{{{heading}\\quad" in tex, heading
+    assert tex.count("\\answer{") >= len(NUMBERED_ITEMS)  # every item has an answer, even without results
+    assert "Use of AI tools" in tex and "Your answer" not in tex and "studentanswer" not in tex
+    assert files.listings >= 10 and tex.count("\\lstinputlisting") == files.listings
     bib = files.bib.read_text()
     assert all(f"{{{key}," in bib for key in re.findall(r"\\cite[pt]?\{([^}]*)\}", tex) for key in key.split(","))
+
+
+# Every numbered item of the assignment, as the report heads it (3.x numbers (8) and (11) twice).
+NUMBERED_ITEMS = ["1.1 (1)", "1.1 (2)", "1.2 (3)", "1.2 (4)", "1.3 (5)", "1.3 (6)", "2.1 (1)", "2.1 (2)", "2.1 (3)",
+                  "2.2 (4)", "2.2 (5)", "2.2 (6)", "2.2 (7)", "2.3 (8)", "2.3 (9)", "2.3 (10)", "2.3 (11)", "2.4 (12)",
+                  "2.4 (13)", "2.4 (14)", *[f"3.1 ({k})" for k in range(1, 9)],
+                  *[f"3.2 ({k})" for k in range(8, 17)], "3.2 (11, second)"]
 
 
 # ---------------------------------------------------------------- a real (tiny) run, written once per session
@@ -294,7 +302,56 @@ def test_pdf_shows_table2_values(tiny_run):
     for pair, ys in outputs.items():
         cells = [f"{y:.2f}".replace("-0.00", "0.00") for y in ys]
         assert re.search(r"y_hat\s+" + r"\s+".join(re.escape(c) for c in cells), text), (pair, cells)
-    assert "Question 5" in text and "Not yet produced" not in text.split("MNIST image classification")[0]
+    assert "1.3 (5)" in text and "Not yet produced" not in text.split("MNIST image classification")[0]
+
+
+@pytest.mark.slow
+@pytest.mark.latex
+@pytest.mark.skipif(not HAVE_LATEX and not REQUIRE_LATEX, reason="no latexmk/pdflatex (set MLPLAB_REQUIRE_LATEX=1)")
+def test_pdf_typesetting_pages_and_answers(tiny_run):
+    """The LaTeX log has no undefined reference and no box wider than a few points; the page limits hold; every
+    numbered item is there with an answer; a reduced run says so on the title page."""
+    import subprocess
+
+    from mlplab.report.build import pdf_text
+
+    root, _ = tiny_run
+    log = (root / "report" / "build" / "report.log").read_text(errors="replace")
+    assert "There were undefined references" not in log
+    assert not re.search(r"(Reference|Citation) `[^']*' on page \\d+ undefined", log)
+    widths = [float(w) for w in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)]
+    assert all(w <= 3.0 for w in widths), widths
+    pdf = root / "report" / "report.pdf"
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert pages <= 80
+    text = pdf_text(pdf)
+    assert "??" not in text and "**" not in text
+    main_pages = pdf_text(pdf).split("\f")
+    ai_page = max(i for i, page in enumerate(main_pages) if "Use of AI tools" in page) + 1
+    assert ai_page <= 35, ai_page
+    for heading in NUMBERED_ITEMS:
+        assert heading in text, heading
+    assert "Reduced run" in main_pages[0] or "Smallest run" in main_pages[0]
+    assert not re.search(r"\b1 epochs\b", text)
+    report = root / "report"
+    inputs = re.findall(r"\\input\{(tables/[^}]*)\}", (report / "report.tex").read_text())
+    captions = [c for name in inputs for c in re.findall(r"\\caption\{(.*)\}", (report / f"{name}.tex").read_text())]
+    assert len(inputs) == len(set(inputs)), "a table is shown twice"
+    assert len(captions) == len(set(captions)), [c for c in captions if captions.count(c) > 1]
+
+
+@pytest.mark.slow
+def test_submission_archive_holds_pdf_and_source_but_no_data(tiny_run):
+    import zipfile
+
+    root, _ = tiny_run
+    with zipfile.ZipFile(root / "report" / "submission.zip") as archive:
+        names = archive.namelist()
+        assert "README.txt" in names and "src/mlplab/forward.py" in names and "src/mlplab/report/writer.py" in names
+        assert ("report.pdf" in names) == (root / "report" / "report.pdf").is_file()
+        assert not [n for n in names if "ubyte" in n or n.endswith((".pt", ".npy", ".csv"))], names
+        assert "mlplab reproduce" in archive.read("README.txt").decode()
 
 
 def test_material_copies_table_and_records_its_json(tmp_path):

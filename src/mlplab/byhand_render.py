@@ -99,7 +99,8 @@ class _Notation:
             if v.exact.denominator == 1:
                 return f"= {self.frac(v.exact)}"
             return f"= {self.frac(v.exact)} {'=' if Fraction(r) == v.exact else self.approx} {r}"
-        return f"{self.approx} {v.digits()} {self.approx} {r}"
+        # LaTeX shows 12 significant digits (30 run off an A4 page in an align); the text keeps them all.
+        return f"{self.approx} {v.digits(12) if self.latex else v.digits()} {self.approx} {r}"
 
 
 def _latex_exponent(q: Fraction) -> str:

@@ -108,8 +108,8 @@ def numeric_errata(tensors: dict[str, torch.Tensor]) -> list[Erratum]:
 def errata_table(errata: list[Erratum]) -> Table:
     """The numeric errata side by side: what the seed computes vs the correct value."""
     rows = [[e.key, e.where, e.seed_says, e.seed_value, e.correct, e.correct_value] for e in errata]
-    return Table("Seed errata with numbers (seed problem, (sigma1, sigma2) = (ReLU, sigmoid))",
-                 ["id", "where", "seed", "seed value", "correct", "correct value"], rows,
+    return Table("Errata of the assignment with numbers (its problem, (sigma1, sigma2) = (ReLU, sigmoid))",
+                 ["id", "where", "assignment", "assignment value", "correct", "correct value"], rows,
                  label="tab:errata")
 
 
@@ -139,7 +139,7 @@ CODE_ERRATA: list[tuple[str, str, str, str]] = [
 
 
 def code_errata_table() -> Table:
-    return Table("Seed errata in code and text", ["id", "where", "seed", "what happens / fix"],
+    return Table("Errata of the assignment in code and text", ["id", "where", "assignment", "what happens / fix"],
                  [list(row) for row in CODE_ERRATA], label="tab:code-errata")
 
 

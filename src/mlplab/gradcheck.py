@@ -163,8 +163,9 @@ def gradient_table(check: GradCheck, decimals: int = 6) -> Table:
     return Table(f"Gradients of L_{check.loss.upper()} for (sigma1, sigma2) = ({check.sigma1}, {check.sigma2})",
                  ["entry", "chain rule", "autograd", "finite diff", "rel err autograd", "rel err FD"], rows,
                  decimals=decimals, label=f"tab:grad-{check.sigma1}-{check.sigma2}-{check.loss}",
-                 caption="Chain rule vs float64 autograd vs central differences (h = 1e-5); relative error "
-                         "|a-b|/max(|a|,|b|,1e-8); 'kink' = finite difference invalid (ReLU/clamp crossed)")
+                 caption=f"Gradients of L_{check.loss.upper()}, ({check.sigma1}, {check.sigma2}): chain rule vs "
+                         "float64 autograd vs central differences (h = 1e-5); relative error |a-b|/max(|a|,|b|,1e-8); "
+                         "'kink' = finite difference invalid (ReLU/clamp crossed)")
 
 
 def summary_table(checks: Sequence[GradCheck]) -> Table:

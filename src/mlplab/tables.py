@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -86,14 +87,22 @@ class Table:
 
     def to_latex(self) -> str:
         cols = self.latex_columns or [latex_escape(c) for c in self.columns]
-        spec = "".join("r" if self._numeric(j) else "l" for j in range(len(cols)))
+        body = self._text_rows()
+        # Long text columns (verdict reasons, errata) wrap in a paragraph column instead of widening the table.
+        long = [j for j in range(len(cols)) if not self._numeric(j) and max((len(r[j]) for r in body), default=0) > 28]
+        width = min(0.4, 0.8 / max(len(long), 1))
+        spec = "".join("r" if self._numeric(j) else
+                       (f">{{\\raggedright\\arraybackslash}}p{{{width:.2f}\\linewidth}}" if j in long else "l")
+                       for j in range(len(cols)))
         out = ["\\begin{table}[htbp]", "\\centering"]
         if self.caption or self.title:
             out.append(f"\\caption{{{latex_text(self.caption or self.title)}}}")
         if self.label:
             out.append(f"\\label{{{self.label}}}")
+        if len(cols) > 6:  # many columns: long headers go on two lines
+            cols = [_two_lines(c) for c in cols]
         out += [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(cols) + " \\\\", "\\midrule"]
-        for i, r in enumerate(self._text_rows()):
+        for i, r in enumerate(body):
             out.append(" & ".join(latex_cell(c) for c in r) + " \\\\")
             if i in self.rules_after and i != len(self.rows) - 1:
                 out.append("\\midrule")
@@ -139,6 +148,19 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
+def _two_lines(header: str) -> str:
+    r"""A LaTeX header cell split at the space nearest its middle, when it is long and has one.
+
+    >>> _two_lines("best test loss"), _two_lines("run")
+    ('\\shortstack{best test\\\\loss}', 'run')
+    """
+    if len(header) <= 8 or " " not in header or "$" in header:
+        return header
+    spaces = [i for i, ch in enumerate(header) if ch == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(header) / 2))
+    return f"\\shortstack{{{header[:cut]}\\\\{header[cut + 1:]}}}"
+
+
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters in plain text.
 
@@ -166,7 +188,10 @@ def latex_cell(text: str) -> str:
         float(text)
     except ValueError:
         # a cell starting with '[' (like "[16]") would be read as the optional argument of the \\ before it
-        return ("{}" if text.startswith("[") else "") + latex_escape(text)
+        escaped = latex_escape(text)
+        if len(text) > 20:  # long code-like text may break after _ . ( / so it fits a paragraph column
+            escaped = re.sub(r"(\\_|[.(/])", r"\1\\allowbreak{}", escaped)
+        return ("{}" if text.startswith("[") else "") + escaped
     if "e" in text.lower() and text.lower() not in ("inf", "-inf", "nan"):
         mantissa, exponent = text.lower().split("e")
         return f"${mantissa} \\times 10^{{{int(exponent)}}}$"

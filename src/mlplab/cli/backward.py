@@ -94,11 +94,12 @@ def errata_tables(problem: Problem, train_epochs: int = 1000) -> list[Table]:
     tables = [errata_table(numeric_errata(t))]
     if train_epochs > 0:
         r = double_sigmoid_training(t, train_epochs)
-        tables.append(Table(f"Training (ReLU, sigmoid) for {train_epochs} epochs, step 0.01: the seed's loss vs BCE",
+        tables.append(Table(f"Training (ReLU, sigmoid) for {train_epochs} epochs, step 0.01: the assignment's loss "
+                            "vs BCE",
                             ["trained with", "loss it reports", "true BCE after training"],
-                            [["seed's binary_cross_entropy (double sigmoid)", r["seed_loss_final_reported"],
+                            [["assignment's binary_cross_entropy (double sigmoid)", r["seed_loss_final_reported"],
                               r["seed_loss_final_bce"]],
-                             ["seed loop as written (double sigmoid, gradients never zeroed)",
+                             ["assignment's loop as written (double sigmoid, gradients never zeroed)",
                               r["seed_loop_final_reported"], r["seed_loop_final_bce"]],
                              ["binary_cross_entropy (this package)", r["correct_loss_final_reported"],
                               r["correct_loss_final_bce"]]], decimals=4, label="tab:double-sigmoid-training"))

@@ -37,6 +37,11 @@ def register(sub: Any) -> None:
     p.add_argument("--problem", type=Path, default=None, metavar="FILE",
                    help="problem file for sections 1-2 (default: the seed's problem)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="MNIST runs at once (default: automatic)")
+    p.add_argument("--title", default=None, help="the report's title (default: the assignment's)")
+    p.add_argument("--author", default=None, help="the author line of the report (default: a placeholder)")
+    p.add_argument("--submission", default="submission.zip", metavar="NAME",
+                   help="file name of the archive with report.pdf and the source, written into the report folder "
+                        "(default: submission.zip)")
     p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -51,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     profile = "quick" if args.quick else "tiny" if args.tiny else "full"
     settings = Settings(profile=profile, results_dir=args.results, report_dir=args.report, data_dir=args.data_dir,
                         problem_path=args.problem, jobs=args.jobs, fetch=not args.no_fetch, pdf=not args.no_pdf,
-                        only=tuple(args.only))
+                        only=tuple(args.only), title=args.title, author=args.author,
+                        submission=_archive_name(args.submission), command=_command(args))
     result = reproduce(settings, progress=not args.no_progress and sys.stderr.isatty(), log=say,
                        dry_run=args.plan)
     if args.plan:
@@ -61,6 +67,9 @@ def _run(args: argparse.Namespace) -> int:
         say(f"note: {note}")
     pdf = settings.report_dir / "report.pdf"
     say(f"report: {settings.report_dir / 'report.tex'}" + (f" and {pdf}" if result.pdf_built else ""))
+    archive = settings.report_dir / settings.submission
+    if any(o.name == "report" and o.status == "done" for o in result.outcomes) and archive.is_file():
+        say(f"submission archive: {archive} (report.pdf and the source files, no data)")
     if any(o.name == "mnist-data" and o.status not in ("done", "skipped") for o in result.outcomes):
         say("MNIST is not available, so section 3 is missing from the report; the other sections and the report "
             "were still produced (see the mnist-data line above for how to get MNIST)")
@@ -68,3 +77,15 @@ def _run(args: argparse.Namespace) -> int:
         say(f"{len(bad)} step(s) did not finish: " + "; ".join(f"{o.name} ({o.status}: {o.message})" for o in bad))
         return 1
     return 0
+
+
+def _archive_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise MlplabError(f"--submission must be a file name, got {name!r}",
+                          hint="e.g. --submission my-name-compulsory1.zip (it is written into the report folder)")
+    return name if name.endswith(".zip") else name + ".zip"
+
+
+def _command(args: argparse.Namespace) -> str:
+    words = ["mlplab reproduce"] + [flag for flag, on in (("--quick", args.quick), ("--tiny", args.tiny)) if on]
+    return " ".join(words)

@@ -42,6 +42,7 @@ PREAMBLE = r"""\documentclass[11pt,a4paper]{article}
 \usepackage{amsmath,amssymb}
 \usepackage{graphicx}
 \usepackage{booktabs}
+\usepackage{array}
 \usepackage{float}
 \usepackage{caption}
 \usepackage{xcolor}
@@ -51,17 +52,19 @@ PREAMBLE = r"""\documentclass[11pt,a4paper]{article}
 \lstset{basicstyle=\ttfamily\scriptsize, breaklines=true, columns=fullflexible, keepspaces=true,
   showstringspaces=false, numbers=left, numberstyle=\tiny\color{gray}, frame=single, rulecolor=\color{gray},
   keywordstyle=\bfseries, commentstyle=\itshape\color{black!60}, escapeinside={(*@}{@*)}}
-% A box for the student's own words: mlplab computes, the student explains.
-\newcommand{\studentanswer}[1]{\par\smallskip\noindent\fcolorbox{blue!60!black}{blue!4}{\parbox{0.96\linewidth}{%
-  \textbf{\color{blue!60!black}Your answer (to be written by the student).} #1\par\vspace{2.5cm}}}\par\smallskip}
+% The answer to a numbered item, written from this run's numbers.
+\newcommand{\answer}[1]{\par\noindent\textbf{Answer.} #1\par}
 % A box for material that the pipeline has not produced (yet).
 \newcommand{\notproduced}[1]{\par\smallskip\noindent\fcolorbox{red!60!black}{red!4}{\parbox{0.96\linewidth}{%
   \textbf{\color{red!60!black}Not yet produced.} #1}}\par\smallskip}
 \newcommand{\facts}[1]{\par\noindent\textbf{Computed facts.} #1\par}
-% Tables wider than the line are scaled down to fit; narrower ones are left alone.
+% Tables wider than the line are scaled down to fit, but never below 80 % (small type at 80 % is 8 pt).
 \newsavebox{\fitbox}
 \newenvironment{fitwidth}{\begin{lrbox}{\fitbox}}{\end{lrbox}%
-  \ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}\else\usebox{\fitbox}\fi}
+  \ifdim\wd\fitbox>\linewidth
+    \ifdim0.8\wd\fitbox>\linewidth\scalebox{0.8}{\usebox{\fitbox}}\else\resizebox{\linewidth}{!}{\usebox{\fitbox}}\fi
+  \else\usebox{\fitbox}\fi}
+\emergencystretch=2em
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{4pt}
 """
@@ -148,19 +151,27 @@ class Material:
         self.missing.append(what)
         return f"\\notproduced{{{tex(what)} Run \\texttt{{{tex(how)}}} to produce it.}}\n"
 
-    def table(self, rel: str | Iterable[str], what: str, how: str) -> str:
-        """`\\input` of a booktabs table written by a section (its `.tex`, beside a `.json` of the same stem)."""
+    def table(self, rel: str | Iterable[str], what: str, how: str, label_suffix: str = "") -> str:
+        """`\\input` of a booktabs table written by a section (its `.tex`, beside a `.json` of the same stem).
+
+        `label_suffix` makes the table's `\\label` unique where two results files use the same one."""
         src = self.find(rel)
         if src is None:
             return self.not_produced(what, how)
-        dest = self._copy(src, "tables", transform=_fit_tables)
+
+        def transform(text: str) -> str:
+            if label_suffix:
+                text = re.sub(r"\\label\{([^}]*)\}", lambda mm: f"\\label{{{mm.group(1)}-{label_suffix}}}", text)
+            return _fit_tables(text)
+
+        dest = self._copy(src, "tables", transform=transform)
         source_json = src.with_suffix(".json")
         if source_json.is_file():
             self.manifest.append({"tex": dest.relative_to(self.report).as_posix(),
                                   "json": source_json.relative_to(self.results).as_posix()})
         # Smaller type and padding: some tables carry long text columns (verdict reasons, errata).
         path = dest.relative_to(self.report).with_suffix("").as_posix()
-        return "{\\small\\setlength{\\tabcolsep}{4pt}\\input{" + path + "}}\n"
+        return "{\\small\\setlength{\\tabcolsep}{3pt}\\input{" + path + "}}\n"
 
     def table_part(self, rel: str, label_part: str, what: str, how: str) -> str:
         """One table out of a file holding several: the table whose `\\label` contains `label_part`.
@@ -281,7 +292,7 @@ def markdown_to_latex(md: str) -> str:
     \\end{itemize}
     """
     out: list[str] = []
-    lines = md.splitlines()
+    lines = _join_continuations(md.splitlines())
     i = 0
     in_list = False
     while i < len(lines):
@@ -326,6 +337,28 @@ def markdown_to_latex(md: str) -> str:
     return "\n".join(out)
 
 
+def _join_continuations(lines: list[str]) -> list[str]:
+    # A paragraph or list item wrapped over several lines becomes one line, so **bold** spanning a line break
+    # is still converted; code blocks, tables, headings and blank lines stay as they are.
+    out: list[str] = []
+    in_code = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            in_code = not in_code
+            out.append(line)
+            continue
+        starts_block = (not stripped or stripped.startswith(("#", "|")) or in_code
+                        or bool(re.match(r"^\s*([-*]|\d+\.)\s+", line)))
+        prev = out[-1].strip() if out else ""
+        joinable = prev and not prev.startswith(("#", "|", "```")) and not in_code
+        if not starts_block and joinable:
+            out[-1] = out[-1].rstrip() + " " + stripped
+        else:
+            out.append(line)
+    return out
+
+
 def _md_table(rows: list[str]) -> str:
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
     ncol = max(len(r) for r in cells)
@@ -336,16 +369,21 @@ def _md_table(rows: list[str]) -> str:
 
 def _inline(text: str) -> str:
     # Code spans first (verbatim), then math spans ($...$ kept as is), then bold/italic on escaped text.
+    # Bold may enclose code spans, so its markers become a placeholder before the split and braces after it.
+    text = text.replace("**", "\x01")
     parts = re.split(r"(`[^`]*`|\$[^$]+\$)", text)
     out = []
     for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) >= 2:
-            out.append("\\texttt{" + tex(part[1:-1]) + "}")
+        if part.startswith("`") and part.endswith("`") and len(part) >= 2:  # long identifiers may break at "_"
+            out.append("\\texttt{" + tex(part[1:-1]).replace("\\_", "\\_\\allowbreak{}") + "}")
         elif part.startswith("$") and part.endswith("$") and len(part) >= 2:
             out.append(unicode_to_latex(part, math=True))
         else:
             escaped = tex(part)
-            escaped = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", escaped)
             escaped = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\\emph{\1}", escaped)
             out.append(escaped)
-    return "".join(out)
+    joined = "".join(out)
+    if joined.count("\x01") % 2:
+        return joined.replace("\x01", "**")
+    pieces = joined.split("\x01")
+    return "".join(p if k % 2 == 0 else "\\textbf{" + p + "}" for k, p in enumerate(pieces))

@@ -1,24 +1,25 @@
-"""The report's section 3 (MNIST): runs, comparisons, best epochs, parameter counts, softmax against logits.
+"""The report's section 3 (MNIST): one heading per numbered item, answered from the runs of this results folder.
 
-Reads what `mlplab mnist sweep` wrote under `results/mnist/<profile>/`: one folder per run (its
-`summary.json` and figures) and the comparison figures and tables. Where the sweep wrote no table for a
-comparison, one is built here from the runs' `summary.json` files and saved (JSON and LaTeX) under
-`results/report-tables/`, so every number in the report still has its JSON beside it.
+Reads what `mlplab mnist sweep` wrote under `results/mnist/<profile>/`: one folder per run (`summary.json`,
+`metrics.csv`, the loss figure) and the comparison figures and tables. The answers come from
+`mlplab.report.answers_mnist`; where a run is missing the answer says so and a red box names the command.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
+import math
 from typing import Any
 
-from mlplab.report.latex import Material, fmt_num, markdown_to_latex, tex
-from mlplab.report.sections import question
-from mlplab.tables import Table
+from mlplab.report import answers_mnist as am
+from mlplab.report.latex import Material, tex
+from mlplab.report.listings import Listings
+from mlplab.report.sections import answer, question
 
 RUN3 = "mlplab reproduce --only mnist"
+N_TRAIN = 60000
 
-# (comparison name, runs with labels) in the seed's order; names follow mlplab.mnist.experiments.
+# (comparison name, title, runs with labels) in the assignment's order; names follow mlplab.mnist.experiments.
 COMPARISONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     ("batch_size", "Batch size", (("batch6", "B=6"), ("baseline", "B=64"), ("batch6400", "B=6400"))),
     ("learning_rate", "Learning rate", (("lr1", "lr=1"), ("baseline", "lr=0.001"), ("lr0.00001", "lr=0.00001"))),
@@ -28,191 +29,158 @@ COMPARISONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def param_count(input_size: int, hidden_sizes: list[int], num_classes: int) -> list[tuple[str, int, int]]:
-    """Per layer (name, weights, biases) of Linear layers 784 -> hidden... -> 10; dropout has none.
-
-    >>> sum(w + b for _, w, b in param_count(784, [512, 256, 128], 10)), sum(w + b for _, w, b in
-    ...     param_count(784, [16], 10))
-    (567434, 12730)
-    """
-    sizes = [input_size, *hidden_sizes, num_classes]
-    return [(f"Linear {a}->{b}", a * b, b) for a, b in itertools.pairwise(sizes)]
-
-
 class MnistRuns:
-    """The run summaries found under one MNIST results folder."""
+    """The run summaries and per-epoch rows found under one MNIST results folder."""
 
     def __init__(self, m: Material, mnist_rel: str) -> None:
-        self.m = m
-        self.rel = mnist_rel
+        from mlplab.errors import MlplabError
+        from mlplab.mnist.runstore import read_run
+
+        self.m, self.rel = m, mnist_rel
         self.summaries: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, list[dict[str, Any]]] = {}
         root = m.results / mnist_rel
         for path in sorted(root.glob("*/summary.json")) if root.is_dir() else []:
             data = m.json(path.relative_to(m.results).as_posix())
             if isinstance(data, dict):
                 self.summaries[path.parent.name] = data
+                try:
+                    self.rows[path.parent.name] = read_run(path.parent)[1]
+                except MlplabError:
+                    self.rows[path.parent.name] = []
 
-    def summary_table(self, name: str, title: str, runs: tuple[tuple[str, str], ...]) -> str:
-        present = [(run, label) for run, label in runs if run in self.summaries]
-        if not present:
-            return self.m.not_produced(f"The {title.lower()} runs.", RUN3)
-        rows = []
-        for run, label in present:
-            s = self.summaries[run]
-            rows.append([label, _int(s.get("best_epoch")), _f(s.get("best_test_loss")), _f(s.get("test_loss")),
-                         _f(s.get("best_test_accuracy")), _f(s.get("test_accuracy")),
-                         _f(s.get("final_train_loss", s.get("train_loss"))), _int(s.get("epochs_run")),
-                         bool(s.get("divergent", False)), _f(s.get("train_time_s", s.get("wall_time_s")))])
-        table = Table(f"MNIST: {title}", ["run", "best epoch", "best test loss", "final test loss",
-                                          "best test acc.", "final test acc.", "final train loss", "epochs",
-                                          "divergent", "train s"], rows, decimals=4,
-                      caption=f"MNIST, {title.lower()}: best epoch, test loss and accuracy (best and final).",
-                      label=f"tab:mnist-{name}")
-        missing = [run for run, _ in runs if run not in self.summaries]
-        note = self.m.not_produced(f"Runs {', '.join(missing)}.", RUN3) if missing else ""
-        return self.m.write_table(table, f"mnist-{name}") + note
+    def epochs(self) -> int:
+        return max((int(s.get("epochs_run") or 0) for s in self.summaries.values()), default=0)
 
-    def comparison(self, name: str, title: str, runs: tuple[tuple[str, str], ...]) -> str:
-        figure = self.m.figure([f"{self.rel}/comparisons/{name}.pdf", f"{self.rel}/**/*{name}*.pdf"],
-                               f"MNIST, {tex(title.lower())}: training and test loss per epoch.",
-                               f"The {title.lower()} figure.", RUN3)
-        if self.m.find(f"{self.rel}/comparisons/comparisons.tex") is not None:
-            table = self.m.table_part(f"{self.rel}/comparisons/comparisons.tex", "mnist-" + name.replace("_", "-"),
-                                      f"The {title.lower()} table.", RUN3)
-        else:
-            table = self.summary_table(name, title, runs)
-        return figure + table + self._observations(title)
+    def figure(self, name: str, title: str, epochs: int) -> str:
+        return self.m.figure([f"{self.rel}/comparisons/{name}.pdf"],
+                             f"MNIST, {tex(title.lower())}: training loss (dashed) and test loss (solid) per epoch, "
+                             f"{am.plural(epochs, 'epoch')}.", f"The {title.lower()} figure.", RUN3, width="0.75")
 
-    def _observations(self, title: str) -> str:
-        path = self.m.find(f"{self.rel}/comparisons/observations.md")
-        if path is None:
-            return ""
-        sections = re.split(r"^## ", path.read_text(encoding="utf-8"), flags=re.M)
-        titles = {"Batch size": "Batch size", "Learning rate": "Learning rate",
-                  "Hidden sizes": "Hidden [512, 256, 128] against [16]",
-                  "Dropout with hidden [16]": "Hidden [16]: dropout 0.2 against none",
-                  "Logits against softmax": "Logits against softmax outputs"}
-        wanted = titles.get(title, title)
-        for section in sections[1:]:
-            head, _, body = section.partition("\n")
-            if head.strip() == wanted:
-                return "\\facts{Observations computed from the runs:}\n" + markdown_to_latex(body) + "\n"
-        return ""
-
-    def best_epochs(self, runs: tuple[str, ...]) -> str:
-        items = []
-        for run in runs:
-            s = self.summaries.get(run)
-            if s is None:
-                continue
-            items.append(f"\\item \\texttt{{{tex(run)}}}: best epoch {fmt_num(s.get('best_epoch'))} "
-                         f"(test loss {fmt_num(_f(s.get('best_test_loss')))}), final test accuracy "
-                         f"{fmt_num(_f(s.get('test_accuracy')))}, {fmt_num(s.get('epochs_run'))} epochs"
-                         + (", \\textbf{divergent}" if s.get("divergent") else "") + ".")
-        return ("\\begin{itemize}\\small\n" + "\n".join(items) + "\n\\end{itemize}\n") if items else ""
+    def table(self, name: str, title: str) -> str:
+        return self.m.table_part(f"{self.rel}/comparisons/comparisons.tex", "mnist-" + name.replace("_", "-"),
+                                 f"The {title.lower()} table.", RUN3)
 
 
-def _f(v: Any) -> float | None:
-    try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
-        return None
+def setup_paragraph(s: dict[str, Any], config: dict[str, Any], epochs: int, total_s: float) -> str:
+    """Section 3's setup: optimiser, seed, data, split, device, trainer, wall time."""
+    t = config.get("training", {})
+    split = float(t.get("validation_split") or 0.0)
+    return ("\\paragraph{Setup.} Real MNIST (60{,}000 training and 10{,}000 test images, the four original IDX "
+            "files checked by MD5), pixels scaled to $[0,1]$ and normalised with the training set's mean and "
+            f"standard deviation. Optimiser {tex(str(t.get('optimizer', 'adam')).capitalize())} with the "
+            "assignment's defaults (batch 64, learning rate 0.001, test batch 1000), cross-entropy loss, random "
+            f"seed {t.get('seed', 0)} for the weights, the batch order and the dropout masks; "
+            + (f"{split:.0%} of the training set held out for validation; ".replace("%", "\\%") if split else
+               "no validation split (the best epoch is chosen on the test loss, as the assignment asks); ")
+            + f"device {tex(str(s.get('device', 'cpu')))}, mlplab's own trainer (data resident as tensors, "
+            f"hand-written backward, fused Adam). Every run trained for {am.plural(epochs, 'epoch')}"
+            + (f"; the eight runs took {_duration(total_s)} of training in all." if total_s else ".")
+            + (" \\textbf{This is a reduced run: the assignment asks for 100 epochs.}" if epochs < 100 else ""))
 
 
-def _int(v: Any) -> int | None:
-    try:
-        return None if v is None else int(v)
-    except (TypeError, ValueError):
-        return None
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-def section3(m: Material, mnist_rel: str, epochs: int | None) -> str:
+def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) -> str:
     runs = MnistRuns(m, mnist_rel)
-    base = runs.summaries.get("baseline", {})
-    epoch_note = (f"These runs used {epochs} epoch(s) per experiment" + (" (the seed asks for 100; run "
-                  "\\texttt{mlplab reproduce} without \\texttt{--quick} for the full settings)." if epochs != 100
-                  else ", as the seed asks.")) if epochs else ""
+    s = runs.summaries
+    done = runs.epochs() or int(epochs or 0)
+    asked = 100
+    base = s.get("baseline", {})
+    config = m.json(f"{mnist_rel}/baseline/config.json") or {}
     comp = {name: (title, r) for name, title, r in COMPARISONS}
-    out = ["\\section{MNIST image classification with an MLP}", epoch_note,
-           "\\subsection{Training configuration (seed 3.1)}",
-           question("1", "the baseline run"),
-           m.figure([f"{mnist_rel}/baseline/*.pdf", f"{mnist_rel}/baseline/**/*.pdf"],
-                    "Baseline: training and test loss per epoch, with test accuracy.", "The baseline curves.", RUN3),
-           runs.summary_table("baseline", "Baseline", (("baseline", "baseline"),)),
-           question("2", "where overfitting begins and when to stop"),
-           (f"\\facts{{Best epoch of the baseline: {fmt_num(base.get('best_epoch'))} of "
-            f"{fmt_num(base.get('epochs_run'))} (chosen on the {tex(str(base.get('selection', 'test')))} loss), "
-            f"test loss there {fmt_num(_f(base.get('test_loss_at_best_epoch', base.get('best_test_loss'))))}; "
-            f"onset of overfitting: "
-            + (f"epoch {fmt_num(base.get('onset_epoch'))}" if base.get("onset_epoch") else "not detected in these "
-               "epochs")
-            + ". The rule is documented with the code (\\texttt{mlplab/mnist/best\\_epoch.py}, "
-            "Appendix~\\ref{app:code}) and builds on the criteria of \\citet{prechelt1998early}.}")
-           if base else m.not_produced("The baseline run.", RUN3),
-           "\\studentanswer{Where does overfitting begin, how do you choose the stopping epoch on a noisy test "
-           "curve, and why is choosing it on the test set optimistic?}",
-           question("3--4", "batch sizes 6, 64 and 6400"),
-           runs.comparison("batch_size", *comp["batch_size"]),
-           runs.best_epochs(("batch6", "baseline", "batch6400")),
-           question("5", "which batch size works best"),
-           "\\studentanswer{Explain with gradient noise and the number of parameter updates per epoch.}",
-           question("6--7", "learning rates 1, 0.001 and 0.00001"),
-           runs.comparison("learning_rate", *comp["learning_rate"]),
-           runs.best_epochs(("lr1", "baseline", "lr0.00001")),
-           question("8", "which learning rate works best"),
-           "\\studentanswer{Explain with gradient noise and the size of each update \\citep{kingma2015adam}.}",
-           "\\subsection{Model configuration (seed 3.2)}",
-           question("8", "why \\texttt{input\\_size} is 784"),
-           "\\facts{An MNIST image has $28 \\times 28 = 784$ pixels \\citep{lecun1998gradient}, flattened into one "
-           "input vector.}",
-           "\\studentanswer{Can it be changed? Explain.}",
-           question("9--10", "parameter counts"),
-           _param_tables(m, mnist_rel),
-           question("11", "the small network against the baseline"),
-           runs.comparison("capacity", *comp["capacity"]),
-           "\\studentanswer{How does reducing the hidden units affect capacity, convergence and generalization?}",
-           question("11 (b)", "what \\texttt{nn.Dropout} does"),
-           "\\studentanswer{Explain dropout and its role \\citep{srivastava2014dropout}.}",
-           question("12", "hidden [16] without dropout"),
-           runs.comparison("dropout16", *comp["dropout16"]),
-           "\\studentanswer{Compare with and without dropout.}",
-           question("13", "the output activation"),
-           "\\facts{The last layer is a plain \\texttt{Linear} layer: the network outputs 10 logits, and the loss "
-           "(cross-entropy on logits) applies the log-softmax itself.}",
-           "\\studentanswer{Could a sigmoid be added? Explain why it is not appropriate.}",
-           question("14", "the role of the softmax"),
-           "\\studentanswer{Explain the softmax in multi-class classification.}",
-           question("15", "a softmax appended to the network"),
+    total = sum(float(v.get("train_time_s") or 0.0) for v in s.values())
+    sizes_base = [784, 512, 256, 128, 10]
+    sizes_small = [784, 16, 10]
+    params = (sum(a * b + b for a, b in itertools.pairwise(sizes_base)),
+              sum(a * b + b for a, b in itertools.pairwise(sizes_small)))
+    floor = math.log(1 + 9 / math.e)
+    out = ["\\section{MNIST image classification with an MLP}",
+           setup_paragraph(base, config, done, total) if base else m.not_produced("The MNIST runs.", RUN3),
+           "\\subsection{Training configuration}",
+           question("3.1 (1)", "The baseline run"),
+           answer(am.baseline_answer(base, runs.rows.get("baseline", []), asked)),
+           m.figure([f"{mnist_rel}/baseline/loss.pdf"], f"Baseline: training and test loss per epoch, with test "
+                    f"accuracy, {am.plural(done, 'epoch')}.", "The baseline curves.", RUN3, width="0.72"),
+           code.show("mlplab.mnist.config", first="TRAINING_CONFIG", caption="TRAINING_CONFIG in mlplab.mnist.config")
+           + code.show("mlplab.mnist.config", first="MODEL_CONFIG", caption="MODEL_CONFIG in mlplab.mnist.config"),
+           question("3.1 (2)", "Where overfitting begins, and when to stop"),
+           answer(am.overfitting_answer(base, runs.rows.get("baseline", []), asked)),
+           code.show("mlplab.mnist.best_epoch", "overfitting_onset")
+           + code.show("mlplab.mnist.best_epoch", "stop_epoch"),
+           question("3.1 (3)", "Batch sizes 6 and 6400"),
+           answer("Both runs trained with every other setting at the baseline's values; their curves are in the "
+                  "figure below, beside the baseline's."),
+           runs.figure("batch_size", comp["batch_size"][0], done),
+           question("3.1 (4)", "Learning curves and best epochs for $B \\in \\{6, 64, 6400\\}$"),
+           answer(am.best_epoch_list(comp["batch_size"][1], s) + am.reduced_note(done, asked)),
+           runs.table("batch_size", "batch size"),
+           question("3.1 (5)", "The best batch size"),
+           answer(am.batch_answer((("batch6", "$B = 6$", 6), ("baseline", "$B = 64$", 64),
+                                   ("batch6400", "$B = 6400$", 6400)), s, N_TRAIN) + am.reduced_note(done, asked)),
+           question("3.1 (6)", "Learning rates 1 and 0.00001"),
+           answer("Divergence is a batch loss that is NaN or above $10^3$; the trainer then stops the run and records "
+                  "the epoch and batch. The curves are in the figure below."),
+           runs.figure("learning_rate", comp["learning_rate"][0], done),
+           question("3.1 (7)", "Learning curves and best epochs for $\\eta \\in \\{1, 0.001, 0.00001\\}$"),
+           answer(am.best_epoch_list(comp["learning_rate"][1], s) + am.reduced_note(done, asked)),
+           runs.table("learning_rate", "learning rate"),
+           question("3.1 (8)", "The best learning rate"),
+           answer(am.lr_answer((("lr1", "$\\eta = 1$", 1.0), ("baseline", "$\\eta = 0.001$", 1e-3),
+                                ("lr0.00001", "$\\eta = 0.00001$", 1e-5)), s) + am.reduced_note(done, asked)),
+           "\\subsection{Model configuration}",
+           question("3.2 (8)", "Why \\texttt{input\\_size} is 784, and whether it can change"),
+           answer(am.input_size_answer(784, 512)),
+           question("3.2 (9)", "Parameters of the default model"),
+           answer(am.params_answer(sizes_base)),
+           m.table([f"{mnist_rel}/comparisons/parameters.tex"], "The parameter table.", RUN3),
+           code.show("mlplab.mnist.model", "MLP"),
+           question("3.2 (10)", "Parameters with \\texttt{hidden\\_sizes = [16]}"),
+           answer(am.params_answer(sizes_small)),
+           question("3.2 (11)", "The small network against the baseline"),
+           answer(am.capacity_answer(base, s.get("hidden16", {}), params) + am.reduced_note(done, asked)),
+           runs.figure("capacity", comp["capacity"][0], done),
+           runs.table("capacity", "hidden sizes"),
+           question("3.2 (11, second)", "What \\texttt{nn.Dropout} does"),
+           answer("During training, \\texttt{nn.Dropout(p)} sets each input unit to zero with probability $p$ "
+                  "(here $p = 0.2$), independently for every sample and step, and scales the kept ones by "
+                  "$1/(1-p) = 1.25$ so that their expected sum is unchanged; in evaluation mode it does nothing. "
+                  "Each step thus trains a randomly thinned network, units cannot rely on particular partners, and "
+                  "the full network at test time acts like an average of the thinned ones, which reduces overfitting "
+                  "\\citep{srivastava2014dropout}."),
+           question("3.2 (12)", "Hidden [16] without dropout"),
+           answer(am.dropout_answer(s.get("hidden16", {}), s.get("hidden16_nodropout", {}))
+                  + am.reduced_note(done, asked)),
+           runs.figure("dropout16", comp["dropout16"][0], done),
+           runs.table("dropout16", "dropout with hidden [16]"),
+           question("3.2 (13)", "The output activation, and why not a sigmoid"),
+           answer("None: the last layer is a plain \\texttt{Linear} layer that outputs 10 raw scores (logits), and "
+                  "\\texttt{nn.CrossEntropyLoss} applies the log-softmax itself. A sigmoid would squash each of the "
+                  "10 scores into $(0, 1)$ on its own: the ten values would not sum to 1, so they are not a "
+                  "distribution over mutually exclusive classes, and each saturates for large scores, which weakens "
+                  "the gradient; applied before \\texttt{CrossEntropyLoss} it would also squash the logits twice "
+                  "\\citep[sec.~6.2.2]{goodfellow2016deep}. A sigmoid per output suits multi-label problems, not "
+                  "one digit per image \\citep[sec.~4.3]{bishop2006pattern}."),
+           question("3.2 (14)", "The role of the softmax"),
+           answer("The softmax $p_k = e^{z_k}/\\sum_j e^{z_j}$ turns the $K = 10$ logits into a probability "
+                  "distribution: every $p_k$ is positive, they sum to 1, and the order of the logits is kept, so the "
+                  "argmax (the predicted digit) is unchanged. It generalises the sigmoid to more than two classes "
+                  "\\citep{bridle1990probabilistic}, and with the cross-entropy it gives the simple gradient "
+                  "$\\mathbf{p} - \\mathbf{y}$ with respect to the logits \\citep[sec.~6.2.2.3]{goodfellow2016deep}."),
+           question("3.2 (15)", "A softmax appended to the network"),
+           answer(am.softmax_answer(base, s.get("softmax", {}), floor)),
            m.table([f"{mnist_rel}/comparisons/softmax.tex"], "The logits-against-probabilities table.", RUN3),
-           _softmax_notes(m, mnist_rel),
-           runs.comparison("softmax", *comp["softmax"]),
-           question("16", "logits against probabilities"),
-           "\\studentanswer{Discuss raw logits against probability distributions.}"]
-    return "\n".join(out)
-
-
-def _softmax_notes(m: Material, mnist_rel: str) -> str:
-    path = m.find(f"{mnist_rel}/comparisons/observations.md")
-    if path is None:
-        return ""
-    _, _, body = path.read_text(encoding="utf-8").partition("## Logits and softmax")
-    body = body.split("\n## ")[0]
-    return ("\\facts{Computed from the baseline model:}\n" + markdown_to_latex(body) + "\n") if body.strip() else ""
-
-
-def _param_tables(m: Material, mnist_rel: str) -> str:
-    found = m.find([f"{mnist_rel}/comparisons/parameters.tex"])
-    if found is not None:  # the sweep's table has the closed form and the model's own count side by side
-        return m.table([found.relative_to(m.results).as_posix()], "The parameter table.", RUN3)
-    out = []
-    for stem, hidden in (("params-default", [512, 256, 128]), ("params-hidden16", [16])):
-        layers = param_count(784, hidden, 10)
-        rows: list[list[Any]] = [[name, w, b, w + b] for name, w, b in layers]
-        rows.append(["total", sum(w for _, w, _ in layers), sum(b for _, _, b in layers),
-                     sum(w + b for _, w, b in layers)])
-        table = Table(f"Parameters, hidden sizes {hidden}", ["layer", "weights", "biases", "parameters"], rows,
-                      caption=f"Parameters of the MLP with hidden sizes {hidden}: a Linear layer from a to b "
-                              "units has a*b weights and b biases.",
-                      label=f"tab:{stem}", rules_after=[len(rows) - 2])
-        out.append(m.write_table(table, stem))
+           runs.figure("softmax", comp["softmax"][0], done),
+           runs.table("softmax", "logits against softmax"),
+           question("3.2 (16)", "Raw logits against probabilities"),
+           answer("Logits are unbounded real scores: only their differences matter (adding a constant to all ten "
+                  "changes nothing), and their size is not a calibrated confidence. The softmax turns them into "
+                  "probabilities that can be read, compared across images, thresholded and combined, which is why "
+                  "it is used to interpret outputs. For training, the logits are kept and the softmax is folded into "
+                  "the loss (\\texttt{CrossEntropyLoss}), which is numerically stable (the log-sum-exp trick) and "
+                  "avoids the second softmax whose effect question (15) shows "
+                  "\\citep[sec.~6.2.2.3]{goodfellow2016deep}.")]
     return "\n".join(out)

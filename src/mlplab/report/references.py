@@ -4,7 +4,10 @@ Each entry was checked (November 2026) against the publisher's or venue's page o
 (Goodfellow et al.), Springer LNCS 1524 (Prechelt, DOI 10.1007/3-540-49430-8_3), JMLR 15(56) (Srivastava et
 al.), Proceedings of the IEEE 86(11) (LeCun et al., DOI 10.1109/5.726791), the ICLR 2015 paper header
 (Kingma and Ba), the ICML 2010 proceedings index (Nair and Hinton) and JMLR W&CP volume 9 (Glorot and
-Bengio; pages omitted because they were not checked).
+Bengio; pages omitted because they were not checked). Added December 2026 and checked the same way: the paper
+header of Glorot, Bordes and Bengio (AISTATS 2011, JMLR W&CP volume 15, pages 315-323), Bridle's chapter in
+the NATO ASI Series F volume 68 (Springer, 1990, DOI 10.1007/978-3-642-76153-9_28) and Bishop's textbook
+(Springer, 2006).
 """
 
 from __future__ import annotations
@@ -77,7 +80,40 @@ BIBTEX = r"""@book{goodfellow2016deep,
   volume    = {9},
   year      = {2010}
 }
+
+@inproceedings{glorot2011deep,
+  author    = {Glorot, Xavier and Bordes, Antoine and Bengio, Yoshua},
+  title     = {Deep Sparse Rectifier Neural Networks},
+  booktitle = {International Conference on Artificial Intelligence and Statistics (AISTATS)},
+  series    = {JMLR Workshop and Conference Proceedings},
+  volume    = {15},
+  pages     = {315--323},
+  year      = {2011}
+}
+
+@incollection{bridle1990probabilistic,
+  author    = {Bridle, John S.},
+  title     = {Probabilistic Interpretation of Feedforward Classification Network Outputs, with Relationships
+               to Statistical Pattern Recognition},
+  booktitle = {Neurocomputing: Algorithms, Architectures and Applications},
+  editor    = {Fogelman Souli{\'e}, Fran{\c{c}}oise and H{\'e}rault, Jeanny},
+  series    = {NATO ASI Series F},
+  volume    = {68},
+  pages     = {227--236},
+  publisher = {Springer},
+  year      = {1990},
+  doi       = {10.1007/978-3-642-76153-9_28}
+}
+
+@book{bishop2006pattern,
+  author    = {Bishop, Christopher M.},
+  title     = {Pattern Recognition and Machine Learning},
+  publisher = {Springer},
+  year      = {2006},
+  isbn      = {9780387310732}
+}
 """
 
 KEYS = ("goodfellow2016deep", "prechelt1998early", "srivastava2014dropout", "lecun1998gradient",
-        "kingma2015adam", "nair2010rectified", "glorot2010understanding")
+        "kingma2015adam", "nair2010rectified", "glorot2010understanding", "glorot2011deep",
+        "bridle1990probabilistic", "bishop2006pattern")

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import mlplab
 from mlplab.fsio import ensure_dir
 from mlplab.report.build import build_pdf, latex_tool
 from mlplab.report.plan import Outcome, PlanState, StepOutput, describe_plan, format_duration, run_plan
 from mlplab.report.steps import Settings, build_steps
+from mlplab.report.submission import write_submission
 from mlplab.report.writer import write_report
 
 
@@ -47,18 +50,23 @@ def reproduce(settings: Settings, *, progress: bool = True, log: Callable[[str],
         files = write_report(settings.results_dir, settings.report_dir, problem_path=settings.problem_path,
                              mnist_rel=settings.mnist_dir.relative_to(settings.results_dir).as_posix(),
                              mnist_epochs=int(settings.value("mnist_epochs")), stream=stream,
-                             profile=settings.profile)
+                             profile=settings.profile, title=settings.title, author=settings.author,
+                             command=settings.command)
         info: dict[str, Any] = {"tables": files.tables, "figures": files.figures, "listings": files.listings,
                                 "missing": files.missing}
         if files.missing:
             result.notes.append(f"the report marks {len(files.missing)} item(s) as not yet produced")
+        pdf = None
         if settings.pdf and latex_tool() is not None:
-            build_pdf(settings.report_dir)
+            pdf = build_pdf(settings.report_dir)
             result.pdf_built = True
         elif settings.pdf:
             result.notes.append("report.pdf was not built: neither latexmk nor pdflatex is installed; "
                                 f"upload {settings.report_dir} to Overleaf or install TeX")
-        return StepOutput(files=[files.tex, files.bib], info=info)
+        archive = write_submission(settings.report_dir / settings.submission, pdf,
+                                   Path(mlplab.__file__).resolve().parent, _checkout(), settings.command)
+        info["submission"] = str(archive)
+        return StepOutput(files=[files.tex, files.bib, archive], info=info)
 
     steps = build_steps(settings, log, report_step)
     lines, todo = describe_plan(steps, state)
@@ -72,6 +80,12 @@ def reproduce(settings: Settings, *, progress: bool = True, log: Callable[[str],
         return result
     result.outcomes = run_plan(steps, state, progress=progress, log=log)
     return result
+
+
+def _checkout() -> Path | None:
+    # The project folder when mlplab runs from a source checkout (tests and project files go into the archive).
+    root = Path(mlplab.__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() else None
 
 
 def _stream_summary(settings: Settings) -> dict[str, Any] | None:

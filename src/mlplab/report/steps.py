@@ -45,6 +45,10 @@ class Settings:
     pdf: bool = True
     only: tuple[str, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    author: str | None = None
+    submission: str = "submission.zip"
+    command: str = "mlplab reproduce"
 
     def value(self, key: str) -> Any:
         return self.overrides.get(key, PROFILES[self.profile][key])
@@ -141,7 +145,7 @@ def _run_stream(settings: Settings, rows: int) -> StepOutput:
     run_stream = parts.lookup("mlplab.stream", "run_stream")
     problem = load_problem(settings.problem_path)
     folder = settings.results_dir / "stream"
-    chunk_rows = min(rows, 1 << 20)
+    chunk_rows = max(1, min(rows // 8, 1 << 20))  # at least eight chunks, so the demonstration really streams
     result = run_stream(f"synthetic:{rows}", STREAM_ACTIVATIONS, problem, chunk_rows=chunk_rows,
                         out=folder / "run", resume=True, progress=False)
     data = {**result.to_json(), "activations": ",".join(STREAM_ACTIVATIONS), "chunk_rows": chunk_rows,
