@@ -366,3 +366,22 @@ def test_material_copies_table_and_records_its_json(tmp_path):
     assert "\\begin{table}[H]" in copied and "{}[16]" in copied and "fitwidth" in copied
     assert m.manifest == [{"tex": "tables/s-t.tex", "json": "s/t.json"}]
     assert "notproduced" in m.table("s/none.tex", "Missing", "cmd") and m.missing == ["Missing"]
+
+
+def test_section_steps_are_redone_when_the_code_changes(monkeypatch, tmp_path):
+    """A results folder made by older code must not pass for one made by this code (sections 1-2 are cheap)."""
+    from mlplab.report import steps
+    from mlplab.report.steps import Settings, build_steps
+
+    assert re.fullmatch(r"[0-9a-f]{16}", steps.source_digest())
+
+    def plan(digest: str) -> list[Step]:
+        monkeypatch.setattr(steps, "source_digest", lambda: digest)
+        settings = Settings(profile="tiny", results_dir=tmp_path, report_dir=tmp_path / "r", only=("section1",))
+        return build_steps(settings, lambda _line: None, lambda: StepOutput())
+
+    state = PlanState(tmp_path)
+    out = run_plan(plan("old"), state, progress=False)
+    assert [o.status for o in out] == ["done"]
+    assert [o.status for o in run_plan(plan("old"), PlanState(tmp_path), progress=False)] == ["skipped"]
+    assert [o.status for o in run_plan(plan("new"), PlanState(tmp_path), progress=False)] == ["done"]

@@ -88,11 +88,12 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
             return StepOutput(files=writer(problem, settings.results_dir / sub))
         return run
 
+    code = source_digest()  # sections 1-2 take seconds: redo them whenever mlplab's code changed
     steps = [
         Step("section1", "Section 1: Tables 1-2, the forward pass by hand, the network figure", SECTION1_S,
-             section(parts.write_section1, "section1"), {"problem": problem_key}),
+             section(parts.write_section1, "section1"), {"problem": problem_key, "code": code}),
         Step("section2", "Section 2: classification, losses, gradients, gradient descent", SECTION2_S,
-             section(parts.write_section2, "section2"), {"problem": problem_key}),
+             section(parts.write_section2, "section2"), {"problem": problem_key, "code": code}),
     ]
     stream_rows = int(settings.value("stream_rows"))
     steps.append(Step("stream", f"Streaming forward pass over {stream_rows:,} synthetic rows",
@@ -115,6 +116,16 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
         wanted = set(settings.only)
         steps = [s for s in steps if s.name in wanted or ("mnist" in wanted and s.name.startswith("mnist"))]
     return steps
+
+
+def source_digest() -> str:
+    """A short hash of mlplab's Python source, so steps computed by older code are not taken as finished."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _stream_rate(results_dir: Path) -> float:
