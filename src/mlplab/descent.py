@@ -185,7 +185,7 @@ def gradient_descent_run(tensors: dict[str, torch.Tensor], activations: tuple[st
                          device: torch.device | str = "cpu", rule: VerdictRule = VerdictRule()) -> DescentRun:
     """Train a fresh SimpleMLP from the problem's weights for `epochs` full-batch steps.
 
-    `losses[k]` is the loss at the weights before update k (the seed records it the same way).
+    `losses[k]` is the loss at the weights before update k (the assignment's loop records it the same way).
 
     >>> from mlplab.gradients import load_seed_tensors
     >>> run = gradient_descent_run(load_seed_tensors(), ("relu", "sigmoid"), "bce", 0.01, 5)

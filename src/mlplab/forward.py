@@ -60,9 +60,9 @@ def as_layer_params(X: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor | float,
 
 def forward(X: torch.Tensor, activ_func1: str | Activation, W1: torch.Tensor, b1: torch.Tensor | float,
             activ_func2: str | Activation, W2: torch.Tensor, b2: torch.Tensor | float) -> ForwardResult:
-    """Forward pass of the 3-2-1 network of the seed (any N x d input, h hidden units).
+    """Forward pass of the 3-2-1 network of the assignment (any N x d input, h hidden units).
 
-    Argument order is the seed's: forward(X, activ_func1, W1, b1, activ_func2, W2, b2).
+    Argument order is the assignment's: forward(X, activ_func1, W1, b1, activ_func2, W2, b2).
 
     >>> X = torch.tensor([[0., -2., 1.]])
     >>> W1 = torch.tensor([[1.0, -2.5], [-1.5, -1.0], [0.5, -1.5]])
@@ -72,7 +72,7 @@ def forward(X: torch.Tensor, activ_func1: str | Activation, W1: torch.Tensor, b1
     """
     X, W1, b1, W2, b2 = as_layer_params(X, W1, b1, W2, b2)
     sigma1, sigma2 = get_activation(activ_func1), get_activation(activ_func2)
-    Z1 = X @ W1 + b1  # (N, h); b1 broadcasts like 1_N b1 in the seed
+    Z1 = X @ W1 + b1  # (N, h); b1 broadcasts like 1_N b1 in the assignment
     A1 = sigma1(Z1)  # (N, h)
     z2 = A1 @ W2 + b2  # (N, 1)
     y_hat = sigma2(z2)  # (N, 1)

@@ -52,7 +52,7 @@ def mse_terms(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
 
 
 def mse(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-    """Mean squared error, seed eq. 5 (equals `F.mse_loss`).
+    """Mean squared error, the assignment's eq. 5 (equals `F.mse_loss`).
 
     >>> round(mse(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0])).item(), 5)
     0.15625
@@ -95,7 +95,7 @@ def binary_cross_entropy_terms(y_pred: torch.Tensor, y_true: torch.Tensor, eps: 
 
 
 def binary_cross_entropy(y_pred: torch.Tensor, y_true: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-    """Mean BCE on probabilities (seed eq. 6 with the sign corrected); the seed's name, the right maths.
+    """Mean BCE on probabilities (eq. 6 of the assignment, sign corrected); its name, the right maths.
 
     >>> p, y = torch.tensor([0.9, 0.2]), torch.tensor([1.0, 0.0])
     >>> round(binary_cross_entropy(p, y).item(), 4)

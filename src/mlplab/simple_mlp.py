@@ -48,25 +48,27 @@ class SimpleMLP(nn.Module):
         return self.activ_func2(self.fc2(self.activ_func1(self.fc1(x))))
 
     def set_weights(self, W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor | float) -> None:
-        """Copy the seed-shaped weights in: W1 (d, h) and W2 (h, o) are stored transposed, as nn.Linear wants."""
+        """Copy the weights in, shaped as the assignment writes them: W1 (d, h) and W2 (h, o) are stored
+        transposed, as nn.Linear wants."""
         weight1, weight2 = self.fc1.weight, self.fc2.weight  # (h, d), (o, h)
         h, d = weight1.shape
         o = weight2.shape[0]
         W1, W2 = self._as_param(W1, "W1"), self._as_param(W2, "W2")
         b1, b2 = self._as_param(b1, "b1"), self._as_param(b2, "b2")
         if W2.dim() == 1 and o == 1:
-            W2 = W2.reshape(-1, 1)  # the seed's w2 as a plain vector
+            W2 = W2.reshape(-1, 1)  # the assignment's w2 as a plain vector
         for name, value, shape in (("W1", W1, (d, h)), ("W2", W2, (h, o))):
             if tuple(value.shape) != shape:
                 raise MlplabError(f"set_weights: {name} must have shape {shape} (inputs x outputs), "
-                                  f"got {tuple(value.shape)}", hint="pass W as in the seed, not nn.Linear's (out, in)")
+                                  f"got {tuple(value.shape)}",
+                                  hint="pass W as in the assignment, not nn.Linear's (out, in)")
         for name, value, n in (("b1", b1, h), ("b2", b2, o)):
             if value.numel() != n or (value.dim() == 2 and value.shape[0] != 1) or value.dim() > 2:
                 raise MlplabError(f"set_weights: {name} must hold {n} numbers, shape ({n},) or (1, {n}), "
                                   f"got {tuple(value.shape)}", hint="one bias per unit of the layer")
         with torch.no_grad():
             self.fc1.weight.copy_(W1.T)
-            self.fc1.bias.copy_(b1.reshape(h))  # the seed's copy_ of a (1, h) bias into (h,) raises
+            self.fc1.bias.copy_(b1.reshape(h))  # the assignment's copy_ of a (1, h) bias into (h,) raises
             self.fc2.weight.copy_(W2.T)
             self.fc2.bias.copy_(b2.reshape(o))
 
@@ -110,6 +112,6 @@ class SimpleMLP(nn.Module):
                 param -= step_size * grad
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The parameters back in the seed's shapes: W1 (d, h), b1 (1, h), W2 (h, o), b2 (o,)."""
+        """The parameters back in the assignment's shapes: W1 (d, h), b1 (1, h), W2 (h, o), b2 (o,)."""
         return {"W1": self.fc1.weight.detach().T.clone(), "b1": self.fc1.bias.detach().reshape(1, -1).clone(),
                 "W2": self.fc2.weight.detach().T.clone(), "b2": self.fc2.bias.detach().clone()}

@@ -161,6 +161,15 @@ def _two_lines(header: str) -> str:
     return f"\\shortstack{{{header[:cut]}\\\\{header[cut + 1:]}}}"
 
 
+def plural(n: int, word: str) -> str:
+    """'1 epoch', '2 epochs'.
+
+    >>> plural(1, "epoch"), plural(3, "epoch")
+    ('1 epoch', '3 epochs')
+    """
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def latex_escape(text: str) -> str:
     """Escape LaTeX's special characters in plain text.
 

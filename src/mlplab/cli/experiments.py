@@ -14,7 +14,7 @@ from typing import Any
 from mlplab.cli.common import add_format, print_tables, say
 from mlplab.cli.mnist import JSON_FIELDS
 from mlplab.mnist.experiments import experiment_names, select_experiments
-from mlplab.tables import Table
+from mlplab.tables import Table, plural
 
 DEFAULT_RESULTS = Path("results") / "mnist" / "experiments"
 SUMMARY_COLUMNS = ["run", "epochs run", "best epoch", "best test loss", "final test acc", "best test acc",
@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
     def done(plan: RunPlan, summary: dict[str, Any]) -> None:
         if plan.state != "done":
             flag = " (divergent)" if summary.get("divergent") else ""
-            say(f"{plan.name} finished{flag}: {summary.get('epochs_run')} epochs, test accuracy "
+            say(f"{plan.name} finished{flag}: {plural(int(summary.get('epochs_run') or 0), 'epoch')}, test accuracy "
                 f"{_num(summary.get('test_accuracy'))}, {_num(summary.get('wall_time_s'))} s")
 
     options = SweepOptions(data_dir=args.data_dir, trackers=tuple(args.trackers), wandb_mode=args.wandb_mode,

@@ -39,7 +39,7 @@ TRAINING_CONFIG: dict[str, Any] = {
     "learning_rate": 0.001,
     "num_epochs": 100,
     "test_batch_size": 1000,
-    # Open choices of the seed, documented above.
+    # Choices the assignment leaves open, documented above ("seed" is the random seed).
     "optimizer": "adam",
     "seed": 0,
     "device": "auto",

@@ -18,7 +18,7 @@ from torch import nn
 class MLP(nn.Module):
     """`MLP(input_size, hidden_sizes, num_classes, dropout_rate, softmax_output=False)`.
 
-    `softmax_output=True` appends a softmax, so the outputs are probabilities instead of logits (the seed's
+    `softmax_output=True` appends a softmax, so the outputs are probabilities instead of logits (the assignment's
     question 3.2 (15)); the cross-entropy loss of `torch` expects logits, which is why the default is False.
 
     >>> model = MLP(784, [16], 10, 0.2)

@@ -13,16 +13,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlplab.tables import plural
+
 Summary = Mapping[str, Any]
-
-
-def plural(n: int, word: str) -> str:
-    """'1 epoch', '2 epochs'.
-
-    >>> plural(1, "epoch"), plural(3, "epoch")
-    ('1 epoch', '3 epochs')
-    """
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def pct(value: float | None) -> str:

@@ -20,6 +20,7 @@ from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json
 from mlplab.report import parts
 from mlplab.report.plan import Step, StepOutput, StepUnavailable
+from mlplab.tables import plural
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The seed's settings: 100 epochs, every experiment; streaming at a size that fits one machine.
@@ -216,7 +217,8 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
         parallel = n_jobs > 1 and plan in pending
         leader = parallel and plan is pending[0]
         steps.append(Step(
-            f"mnist-{plan.name}", f"MNIST {plan.name}, {epochs} epoch(s)" + (" (in parallel)" if parallel else ""),
+            f"mnist-{plan.name}",
+            f"MNIST {plan.name}, {plural(epochs, 'epoch')}" + (" (in parallel)" if parallel else ""),
             cost[plan.name] / n_jobs if parallel else cost[plan.name], partial(batch.run, plan),
             {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
             tick_s=sum(cost[p.name] for p in pending) / n_jobs if leader else None))
@@ -289,8 +291,9 @@ class _MnistBatch:
     def _done(self, plan: Any, summary: dict[str, Any]) -> None:
         self.summaries[plan.name] = summary
         if plan.state != "done":
-            self.log(f"MNIST {plan.name} finished: {summary.get('epochs_run')} epochs, test accuracy "
-                     f"{summary.get('test_accuracy')}" + (", divergent" if summary.get("divergent") else ""))
+            epochs = plural(int(summary.get("epochs_run") or 0), "epoch")
+            self.log(f"MNIST {plan.name} finished: {epochs}, test accuracy {summary.get('test_accuracy')}"
+                     + (", divergent" if summary.get("divergent") else ""))
 
 
 def _mnist_compare(settings: Settings) -> StepOutput:
