@@ -1,0 +1,56 @@
+"""Time estimates: the probe-based run estimate, parallel wall time, and the refinement as steps finish,
+checked on recorded timings and on tiny real probes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlplab.mnist.config import resolve_config
+from mlplab.report.calibrate import Probe, Refiner, parallel_wall, probe_run, run_estimate
+from tests.clusters import gaussian_clusters
+
+
+def test_run_estimate_from_a_recorded_probe():
+    # Recorded on the 2-core development machine (batch 64, [512, 256, 128], one thread): 2.6 ms per batch,
+    # 0.11 s per evaluation. 100 epochs of 938 batches:
+    probe = Probe(step_s=0.0026, eval_s=0.11, diverged=False)
+    assert run_estimate(probe, 100, 60000, 64, 3.0) == pytest.approx(3.0 + 100 * (938 * 0.0026 + 0.11))
+    assert run_estimate(Probe(0.0026, 0.11, True), 100, 60000, 64, 3.0) == pytest.approx(3.11)
+    # batch 6 has ten times the batches of batch 64 per epoch
+    small = run_estimate(Probe(0.0003, 0.11, False), 1, 60000, 6, 0.0)
+    assert small == pytest.approx(10000 * 0.0003 + 0.11)
+
+
+def test_parallel_wall_is_bounded_by_the_longest_run_and_the_average():
+    costs = [600.0, 590.0, 580.0, 40.0, 40.0, 30.0, 580.0, 5.0]
+    wall = parallel_wall(costs, 2)
+    assert max(costs) <= wall <= sum(costs) / 2 + max(costs)
+    assert parallel_wall(costs, 1) == pytest.approx(sum(costs))
+    assert parallel_wall(costs, 100) == max(costs)
+
+
+def test_refiner_on_recorded_step_times():
+    """Steps that took half their estimate make the rest half as long; before any step, the estimate stands."""
+    r = Refiner()
+    left = [30.0, 900.0, 60.0]
+    assert r.left(left) == pytest.approx(990.0)
+    r.finished(estimate_s=8.0, actual_s=2.0)    # section1: 8 s estimated, 2 s measured
+    r.finished(estimate_s=25.0, actual_s=14.5)  # section2
+    assert r.ratio == pytest.approx(16.5 / 33.0)
+    assert r.left(left) == pytest.approx(0.5 * 990.0)
+    r.finished(estimate_s=0.0, actual_s=3.0)    # an unestimated step does not skew the ratio
+    assert r.ratio == pytest.approx(0.5)
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_probe_times_real_batches_and_sees_divergence():
+    train = gaussian_clusters(1024, 784, seed=0, centre_seed=1)
+    test = gaussian_clusters(256, 784, seed=2, centre_seed=1)
+    quiet = resolve_config(overrides=["model.hidden_sizes=[16]", "training.batch_size=32"])
+    state = torch.get_rng_state()
+    probe = probe_run(quiet, train, test, threads=1, budget_s=0.05)
+    assert not probe.diverged and probe.step_s > 0 and probe.eval_s > 0
+    assert torch.equal(torch.get_rng_state(), state), "the probe must leave the global RNG as it found it"
+    wild = resolve_config(overrides=["training.learning_rate=1e6", "training.batch_size=32"])
+    assert probe_run(wild, train, test, threads=1, budget_s=0.05).diverged
