@@ -175,7 +175,7 @@ def check_answers(problem: Problem, answers: dict[str, Any]) -> CheckResult:
     >>> from mlplab.problem import load_problem
     >>> r = check_answers(load_problem(), {"loss.bce.relu-sigmoid": 1.68, "grad.mse_b2.identity": -4.1})
     >>> [(i.status, i.diagnosis) for i in r.items if i.status != "missing"]
-    [('wrong', 'missing-2-over-n (summed, no 2/N)'), ('right', None)]
+    [('right', None), ('wrong', 'missing-2-over-n (summed, no 2/N)')]
     """
     parsed = parse_answers(answers, problem)
     key = answer_key(problem)

@@ -46,8 +46,8 @@ Keep = Callable[[Fraction], Fraction]
 def round2(q: Fraction) -> Fraction:
     """Round to two decimals, half away from zero, exactly.
 
-    >>> round2(Fraction(1, 8)), round2(Fraction(-1, 8)), round2(Fraction("2.675")), round2(Fraction("0.1249"))
-    (Fraction(13, 100), Fraction(-13, 100), Fraction(107, 40), Fraction(3, 25))
+    >>> [str(round2(Fraction(t))) for t in ("0.125", "-0.125", "2.675", "0.1249")]
+    ['13/100', '-13/100', '67/25', '3/25']
     """
     sign = -1 if q < 0 else 1
     return sign * Fraction(int(abs(q) * 100 + Fraction(1, 2)), 100)
