@@ -7,6 +7,8 @@ import json
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlplab.cli import main
 from mlplab.errors import MlplabError
@@ -29,6 +31,12 @@ def _flat(v):
     return [x for e in v for x in _flat(e)] if isinstance(v, list) else [v]
 
 
+def _fractions(value):
+    if isinstance(value, list):
+        return [_fractions(v) for v in value]
+    return value if isinstance(value, int) else Fraction(repr(value))
+
+
 def _wrong(value, exact) -> bool:
     return any((v != e) if isinstance(e, int) else not agrees(v, e) for v, e in zip(_flat(value), _flat(exact)))
 
@@ -41,9 +49,11 @@ def plant(problem, mistake_ids, answers=None):
     planted = {}
     for mistake_id in mistake_ids:
         for name, alternatives in mistaken_values(problem)[mistake_id].items():
-            wrong = [value for _, value in alternatives if _wrong(value, key.values[name])]
+            # what the student writes: the mistaken value rounded; planted where that is wrong
+            wrong = [to_rounded(value) for _, value in alternatives
+                     if _wrong(_fractions(to_rounded(value)), key.values[name])]
             if wrong:
-                answers[name] = to_rounded(wrong[0])
+                answers[name] = wrong[0]
                 planted[name] = mistake_id
     return answers, planted
 
@@ -146,6 +156,19 @@ def test_unknown_names_and_non_numbers_are_user_errors():
         check_answers(p, {"loss.mse.relu-sigmoid": "about a half"})
     with pytest.raises(MlplabError, match=r"classes.relu-relu\[2\]: expected a number"):
         check_answers(p, {"classes.relu-relu": [1, True, 0, 1]})
+    with pytest.raises(MlplabError, match="are for variant 'v007-abcd', but the problem is 'seed'"):
+        check_answers(p, {"variant": "v007-abcd", "loss.mse.relu-sigmoid": 0.49})
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10**9))
+def test_every_mistake_is_named_on_random_variants(seed):
+    problem = make_variant(seed, 0).problem
+    for mistake_id in MISTAKE_IDS:
+        answers, planted = plant(problem, [mistake_id])
+        assert planted  # the variant's fairness guarantees that every mistake shows
+        by_name = {i.name: i for i in check_answers(problem, answers).items}
+        assert all(mistake_id in by_name[name].mistakes for name in planted), mistake_id
 
 
 def test_answer_files_json_and_csv(tmp_path):

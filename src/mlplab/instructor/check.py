@@ -124,6 +124,10 @@ def parse_answers(raw: Any, problem: Problem, source: str = "answers") -> dict[s
     if not isinstance(raw, dict):
         raise MlplabError(f"{source} must be a JSON object of item names to values",
                           hint="start from `mlplab check --template --problem FILE`")
+    variant = raw.get("variant")
+    if variant is not None and str(variant) != problem.name:
+        raise MlplabError(f"{source} are for variant {variant!r}, but the problem is {problem.name!r}",
+                          hint="grade the sheet with its own variant's problem.json")
     names = answer_key(problem).values
     unknown = [k for k in raw if k not in names and k not in META_KEYS]
     if unknown:

@@ -17,8 +17,8 @@ fair when (checked in this order, cheapest first):
    calculation rounds the same way;
 6. each gradient-descent answer is finite, its float32 run agrees with the float64 one within 1e-4, and it
    lies at least 1e-4 from a half-point (the student's PyTorch runs in float32);
-7. every mistake of `mlplab.instructor.mistakes` changes at least one answer beyond the grading tolerance,
-   so each one can be diagnosed on every variant.
+7. every mistake of `mlplab.instructor.mistakes` changes at least one answer beyond the grading tolerance
+   (as the student writes it, rounded to two decimals), so each one can be diagnosed on every variant.
 """
 
 from __future__ import annotations
@@ -138,10 +138,17 @@ def _mistake_issues(problem: Problem) -> list[str]:
     alternatives = mistaken_values(problem)
     issues = []
     for m in MISTAKES:
-        if not any(not _same_answer(value, key[name])
+        if not any(not _same_answer(_round_all(value), key[name])
                    for name, alts in alternatives[m.id].items() if name in key for _, value in alts):
             issues.append(f"the mistake {m.id} changes no answer beyond the tolerance")
     return issues
+
+
+def _round_all(value: Any) -> Any:
+    """A value as a student writes it: every entry rounded to two decimals (labels unchanged)."""
+    if isinstance(value, list):
+        return [_round_all(v) for v in value]
+    return value if isinstance(value, int) else round2(value)
 
 
 def _same_answer(value: Any, exact: Any) -> bool:
