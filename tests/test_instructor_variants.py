@@ -3,6 +3,7 @@ with references independent of the generator (Fractions, float64 torch, mlplab.d
 
 from __future__ import annotations
 
+import shutil
 from fractions import Fraction
 
 import pytest
@@ -13,9 +14,11 @@ from mlplab.decision import classify_pairs
 from mlplab.errors import MlplabError
 from mlplab.forward import forward
 from mlplab.instructor import MISTAKES, answer_key, fairness_issues, make_variant, make_variants, mistaken_values
+from mlplab.instructor.files import write_variants
 from mlplab.instructor.variants import variant_id
 from mlplab.losses import binary_cross_entropy, mse
 from mlplab.problem import Problem, load_problem, problem_from_dict
+from mlplab.report.build import latex_tool, pdf_text
 
 HALF = Fraction(1, 2)
 
@@ -116,3 +119,15 @@ def test_fairness_rejects_a_half_point_mse():
                            "W1": [[3, 2], [-2, 2], [2.5, -3]], "b1": [0.5, -1.5], "w2": [-2, -3], "b2": -2})
     assert answer_key(p).values["loss.mse.identity-relu"] == Fraction(67, 8)
     assert fairness_issues(p) == ["loss.mse.identity-relu lies within 1e-6 of a half-point"]
+
+
+@pytest.mark.latex
+@pytest.mark.skipif(latex_tool() is None, reason="no latexmk/pdflatex")
+def test_key_pdf_is_built_when_latex_is_installed(tmp_path):
+    v = make_variant(9, 0)
+    write_variants([v], tmp_path, pdf=True)
+    pdf = tmp_path / v.id / "key.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    if shutil.which("pdftotext"):
+        text = pdf_text(pdf)
+        assert "grad.mse" in text and v.id in text

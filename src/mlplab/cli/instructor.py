@@ -44,11 +44,14 @@ def _cmd_variants(args: argparse.Namespace) -> int:
     like = load_problem(args.like) if args.like is not None else None
     variants = make_variants(args.count, args.seed, like)
     paths, notes = write_variants(variants, args.out, pdf=not args.no_pdf)
-    for note in dict.fromkeys(notes):
+    built = sum(n.startswith("built") for n in notes)
+    if built:
+        say(f"key.pdf built for {built} variants")
+    for note in dict.fromkeys(n for n in notes if not n.startswith("built")):
         say(note)
     print(f"{len(variants)} variants (random seed {args.seed}) under {args.out}: "
           + ", ".join(v.id for v in variants[:5]) + (", ..." if len(variants) > 5 else ""))
-    say(f"wrote {len(paths) + sum(n.startswith('built') for n in notes)} files")
+    say(f"wrote {len(paths) + built} files")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from mlplab.errors import MlplabError
 from mlplab.instructor.key import agrees, answer_key, to_rounded
 from mlplab.instructor.mistakes import MISTAKE_IDS, mistaken_values
+from mlplab.instructor.render import fmt_value
 from mlplab.problem import Problem
 from mlplab.tables import Table
 
@@ -58,14 +59,27 @@ class CheckResult:
         return sum(i.status == status for i in self.items)
 
     def mistakes(self) -> Counter[str]:
-        """How many items each mistake was named for."""
-        return Counter(m for i in self.items for m in i.mistakes)
+        """The mistakes that explain this sheet, with the number of items each explains.
+
+        An item may fit several mistakes (its diagnosis lists them all); here each item is given to one, by a
+        greedy cover: the mistake that explains the most still unexplained items first, ties in the order of
+        `MISTAKES`. So a value that happens to fit another pair does not count as a second mistake when the
+        mistake that explains the rest of the sheet explains it too.
+        """
+        open_items = [set(i.mistakes) for i in self.items if i.mistakes]
+        chosen: Counter[str] = Counter()
+        while open_items:
+            fits = Counter(m for options in open_items for m in options)
+            best = min(fits, key=lambda m: (-fits[m], MISTAKE_IDS.index(m)))
+            chosen[best] = fits[best]
+            open_items = [options for options in open_items if best not in options]
+        return chosen
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "items": [i.to_dict() for i in self.items]}
 
     def table(self) -> Table:
-        rows = [[i.name, i.status, _show(i.expected), _show(i.given), i.diagnosis or ""] for i in self.items]
+        rows = [[i.name, i.status, fmt_value(i.expected), _show(i.given), i.diagnosis or ""] for i in self.items]
         return Table(f"Answers for problem {self.problem_name}: {self.count('right')} of {len(self.items)} right "
                      f"(score {self.score:.2f}), {self.count('wrong')} wrong, {self.count('missing')} missing",
                      ["item", "status", "expected", "given", "diagnosis"], rows, label="tab:check")

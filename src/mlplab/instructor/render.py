@@ -62,14 +62,15 @@ def key_latex(key: AnswerKey) -> str:
     return "\n".join([
         "\\documentclass[10pt]{article}",
         "\\usepackage[a4paper,margin=1.8cm]{geometry}",
-        "\\usepackage{longtable,booktabs}",
+        "\\usepackage{array,longtable,booktabs}",
         "\\begin{document}",
         f"\\section*{{Answer key: {latex_escape(key.problem.name)}}}",
-        latex_escape(key.problem.description),
+        latex_escape(key.problem.description.replace("`", "")),
         "\\begin{itemize}", *problem, "\\end{itemize}",
         "Values are rounded to two decimals, half away from zero. An answer counts as right when it rounds to "
         "the same two decimals or lies within 0.01 of the exact value.",
-        "\\begin{longtable}{p{0.34\\textwidth}p{0.3\\textwidth}p{0.28\\textwidth}}",
+        "\\begin{longtable}{" + "".join(f">{{\\raggedright\\arraybackslash}}p{{{w}\\textwidth}}"
+                                         for w in ("0.34", "0.3", "0.28")) + "}",
         "\\toprule item & value & what \\\\ \\midrule \\endhead",
         *rows,
         "\\bottomrule",
