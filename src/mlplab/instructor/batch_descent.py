@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -61,12 +62,12 @@ class DescentSpec:
         >>> DescentSpec.of(load_problem(), "relu", "sigmoid", "bce", 0.01).W1[0]
         (1.0, -2.5)
         """
-        def rows(m: list[list[object]]) -> tuple[Vector, ...]:
-            return tuple(tuple(float(v) for v in r) for r in m)  # type: ignore[arg-type]
+        def vector(v: list[Fraction]) -> Vector:
+            return tuple(float(x) for x in v)
 
-        return DescentSpec(rows(problem.X), tuple(float(v) for v in problem.y), rows(problem.W1),  # type: ignore[arg-type]
-                           tuple(float(v) for v in problem.b1), tuple(float(v) for v in problem.w2),
-                           float(problem.b2), sigma1, sigma2, loss, float(step_size), int(epochs), accumulate)
+        return DescentSpec(tuple(vector(r) for r in problem.X), vector(problem.y), tuple(vector(r) for r in problem.W1),
+                           vector(problem.b1), vector(problem.w2), float(problem.b2), sigma1, sigma2, loss,
+                           float(step_size), int(epochs), accumulate)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

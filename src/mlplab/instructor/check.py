@@ -3,7 +3,8 @@
 An answer is right when it agrees with the exact key value by `mlplab.instructor.key.agrees` (same two
 decimals, or within 0.01); a list is right when every entry is. A wrong answer is diagnosed when it agrees,
 entry by entry, with what one of `mlplab.instructor.mistakes.MISTAKES` gives on the same problem (and that
-mistaken value is itself wrong): the diagnosis is computed, never guessed, and lists every mistake that fits.
+mistaken value differs from the key's): the diagnosis is computed, never guessed, and lists every mistake that
+fits.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from mlplab.tables import Table
 
 META_KEYS = ("variant", "student")
 """Keys an answer file may hold besides the key's items."""
-
-STATUSES = ("right", "wrong", "missing")
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,9 @@ def _diagnose(name: str, given: Any, exact: Any, problem: Problem) -> tuple[str 
     named: dict[str, list[str]] = {}
     for mistake_id, alternatives in mistaken_values(problem).items():
         for detail, value in alternatives.get(name, []):
-            if not _all_agree(value, exact) and _all_agree(given, value):
+            # a mistake that leaves the value unchanged explains nothing; otherwise the given answer (wrong, and
+            # often the mistaken value rounded) only has to agree with it
+            if _flat(value) != _flat(exact) and _all_agree(given, value):
                 named.setdefault(mistake_id, [])
                 if detail and detail not in named[mistake_id]:
                     named[mistake_id].append(detail)

@@ -20,6 +20,7 @@ Rounding is the assignment's: two decimals, half away from zero (`round2`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -226,7 +227,7 @@ def descent_specs(problem: Problem, pair: tuple[str, str] = DESCENT_PAIR, loss_o
 def descent_values(specs: dict[str, DescentSpec], dtype: str = "float64") -> dict[str, Fraction | None]:
     """Final losses as exact Fractions of the float result; None for a run that blew up."""
     finals = final_losses(list(specs.values()), dtype)
-    return {name: (Fraction(v) if v == v and abs(v) != float("inf") else None) for name, v in zip(specs, finals)}
+    return {name: (Fraction(v) if math.isfinite(v) else None) for name, v in zip(specs, finals)}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ answer equals one of its alternatives (to the grading tolerance).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -233,7 +234,7 @@ def _cached_mistakes(text: str) -> dict[str, Alternatives]:
         for name, runs in m.descents(problem).items():
             finals = final_losses([spec for _, spec in runs])
             alts.setdefault(name, []).extend((detail, Fraction(v)) for (detail, _), v in zip(runs, finals)
-                                             if v == v and abs(v) != float("inf"))
+                                             if math.isfinite(v))
         out[m.id] = alts
     return out
 
