@@ -265,3 +265,20 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("mlplab: error: ") and message in err and "\n" not in err
     assert not (tmp_path / "v").exists()  # nothing half-written
+
+
+def test_cli_class_against_one_problem_file(tmp_path, capsys):
+    problem = load_problem()
+    problem_file = tmp_path / "assignment.json"
+    problem_file.write_text(problem.to_text())
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "dana.json").write_text(json.dumps(plant(problem, ["sigmoid-derivative-at-z2"])[0]))
+    (folder / "eli.csv").write_text("name,value\ngrad.mse_b2.identity,-4.1\n")
+    out = tmp_path / "report"
+    assert main(["check", "--class", str(folder), "--problem", str(problem_file), "--out", str(out),
+                 "--format", "json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["dana"] == pytest.approx(56 / 57) and scores["eli"] == 0.0
+    saved = json.loads((out / "class.json").read_text())
+    assert saved["mistake_counts"] == {"missing-2-over-n": 1, "sigmoid-derivative-at-z2": 1}
