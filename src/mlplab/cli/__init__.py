@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "mlplab.cli.mnist",
     "mlplab.cli.stream",
     "mlplab.cli.reproduce",
+    "mlplab.cli.instructor",
 )
 
 
