@@ -243,3 +243,18 @@ def test_cli_best_epoch_table(tmp_path, capsys):
     assert "validation loss" in text and "GL5" in text and "UP3" in text
     assert main(["mnist", "best-epoch", str(tmp_path / "nothing")]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_same_run_with_and_without_the_c_kernels(monkeypatch):
+    """MLPLAB_NATIVE=0 (or no compiler) draws the same dropout masks through the torch hash, so the run is the
+    same one. Compared with a tolerance: the compiled step and torch's kernels round differently."""
+    from mlplab.mnist import dropout, train
+
+    config = cfg("model.dropout_rate=0.3", epochs=3)
+    with_c, _ = run(config)
+    monkeypatch.setattr(dropout, "_load", lambda: None)
+    monkeypatch.setattr(train, "native_applies", lambda *args: False)
+    without, _ = run(config)
+    assert without["kernel"] == "torch"
+    assert math.isclose(with_c["test_loss"], without["test_loss"], rel_tol=1e-4)
+    assert math.isclose(with_c["final_train_loss"], without["final_train_loss"], rel_tol=1e-4)
