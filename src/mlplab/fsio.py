@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -49,6 +51,42 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# What `atomic_open` (mkstemp: 8 random characters) and `tempfile.TemporaryDirectory(prefix=".npm-pack-")` name
+# their temporaries; nothing else of ours, and nothing a user would name so, matches.
+_TEMP_FILE = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.tmp$")
+_TEMP_DIR = re.compile(r"^\.npm-pack-[a-z0-9_]{8}$")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries a killed writer left in `folder` and its direct subfolders; return them.
+
+    Call it only while holding the folder's lock (`mlplab.locks.folder_lock`): then no live writer owns them.
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    try:
+        folders = [root, *(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]
+    except OSError:
+        return removed
+    for sub in folders:
+        try:
+            entries = list(sub.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if _TEMP_FILE.match(entry.name) and entry.is_file():
+                    entry.unlink()
+                elif _TEMP_DIR.match(entry.name) and entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    continue
+            except OSError:
+                continue
+            removed.append(entry)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -11,6 +11,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_torch_save, atomic_write_json, atomic_write_text, ensure_dir
+from mlplab.locks import folder_lock
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "epoch_time_s")
 
@@ -40,6 +42,10 @@ class RunStore:
 
     def prepare(self) -> None:
         ensure_dir(self.run_dir)
+
+    def lock(self) -> AbstractContextManager[Path]:
+        """The folder's one-writer lock (mlplab.locks), held by `train_run` for the whole run."""
+        return folder_lock(self.run_dir, "run folder")
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()

@@ -15,6 +15,7 @@ every `_CHECK_EVERY` batches (the divergence check still names the exact batch),
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -251,8 +252,16 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     `threads` sets torch's CPU thread count for this process. The count a run starts with is recorded in its
     checkpoint and summary, and a resumed run goes on with the recorded count whatever `threads` says: CPU
     matrix products split their sums by thread, so the count is part of what makes a run's numbers repeat.
-    Trackers get start / log_epoch / finish.
+    Trackers get start / log_epoch / finish. The store's folder is locked for the run's life (one writer).
     """
+    with store.lock() if store is not None else contextlib.nullcontext():
+        return _train_run(config, train, test, store, resume=resume, progress=progress, trackers=trackers,
+                          device=device, threads=threads, run_name=run_name)
+
+
+def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunStore | None, *, resume: bool,
+               progress: bool, trackers: Sequence[Tracker], device: str | torch.device | None, threads: int | None,
+               run_name: str) -> dict[str, Any]:
     t = config.training
     started = time.perf_counter()
     if threads is not None:
