@@ -285,21 +285,34 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
     if store is not None and store.has_checkpoint() and not resume:
         raise MlplabError(f"{store.run_dir} already holds a run",
                           hint="pass --resume to continue it, or choose another --out folder")
+    data_id = {"train": train.fingerprint(), "test": test.fingerprint()}
     if resume and store is not None and store.has_checkpoint():
         state = store.load_checkpoint()
         changes = _config_changes(state["config"], cfg_dict)
         if changes:
             raise MlplabError(f"the checkpoint in {store.run_dir} was made with another config ({'; '.join(changes)})",
                               hint="resume with the same settings, or choose another --out folder")
+        if state.get("data", data_id) != data_id:
+            changed = " and ".join(k for k in ("train", "test") if state["data"].get(k) != data_id[k])
+            raise MlplabError(f"the {changed} data differ from the data the run in {store.run_dir} started with",
+                              hint="resume with the same data (--data-dir), or choose another --out folder")
         if state.get("threads") and dev.type == "cpu":
             torch.set_num_threads(int(state["threads"]))  # the count the run started with (see the docstring)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(generator, state["rng"])
         rows, best, status = state["metrics"], state["best"], state["status"]
+
+    def checkpoint() -> dict[str, Any]:
+        return {"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "rng": _rng_state(generator), "metrics": rows, "best": best,
+                "status": status, "threads": torch.get_num_threads(), "data": data_id}
+
     if store is not None:
         store.prepare()
         store.save_config(cfg_dict)
+        if not store.has_checkpoint():  # epoch 0: a run killed in its first epoch resumes with its thread count
+            store.save_checkpoint(checkpoint())
     for tracker in trackers:
         tracker.start(run_name, cfg_dict, store.run_dir if store is not None else None)  # type: ignore[arg-type]
 
@@ -337,10 +350,7 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
             status["elapsed_s"] += time.perf_counter() - session_start
             session_start = time.perf_counter()
             if store is not None:
-                store.save_checkpoint({"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "rng": _rng_state(generator),
-                                       "metrics": rows, "best": best, "status": status,
-                                       "threads": torch.get_num_threads()})
+                store.save_checkpoint(checkpoint())
                 store.save_metrics(rows)
             for tracker in trackers:
                 tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch" and v is not None})
