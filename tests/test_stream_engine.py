@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,32 @@ def test_cli_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert summary["positives"] == ref.positives and summary["mean_y_hat"] == ref.mean_y_hat
 
 
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_source_changed_in_place_is_not_mixed_in(tmp_path: Path, data: tuple[Path, np.ndarray],
+                                                   finished: bool) -> None:
+    """Same path, same size, same modification time, other numbers: --resume names the file and stops, rather
+    than answering from the old shards or mixing old and new ones."""
+    _, X = data
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+
+    def crash(index: int, _summary: object) -> None:
+        if index == 1 and not finished:
+            raise Crash
+
+    out = tmp_path / "out"
+    with contextlib.suppress(Crash):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, progress=False, on_shard=crash)
+    stamp = os.stat(path).st_mtime_ns
+    np.save(path, -X)  # another file's numbers, same shape and size
+    os.utime(path, ns=(stamp, stamp))
+    with pytest.raises(MlplabError, match=r"the source file .*X\.npy changed since the run .* \(content differ\)"):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+    np.save(path, X)  # the same numbers again, a new modification time
+    with pytest.raises(MlplabError, match=r"\(modification time differ\)"):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+
+
 def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
                                capsys: pytest.CaptureFixture[str]) -> None:
     path, X = data
@@ -180,6 +208,7 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
         str(odd): "whole number",
         str(tmp_path / "none-*.npy"): "no file matches",
         "synthetic:-5": "positive",
+        str(tmp_path): "is a folder",  # used to fail with OSError 22, or a misleading "not a whole number of rows"
     }
     for source, message in cases.items():
         code, _, err = cli(["stream", source, "--activations", "relu,sigmoid", "--no-progress"], capsys)

@@ -70,6 +70,7 @@ class RunDir:
                 raise MlplabError(f"{self.root} holds a previous run",
                                   hint="pass --resume to continue it, or choose another --out")
             if manifest.get("config_hash") != digest or manifest.get("shards") != n_shards:
+                self._check_same_source(config)
                 raise MlplabError(f"{self.root} holds a run with another configuration (source, problem, "
                                   "activations, shard size, policy or histogram differ)",
                                   hint="resume with the same arguments, or choose another --out")
@@ -79,6 +80,23 @@ class RunDir:
         self._digest, self._n_shards = digest, n_shards
         self._write_manifest(set())
         return set()
+
+    def _check_same_source(self, config: dict[str, Any]) -> None:
+        """A clear error naming the input file that changed since the run began (its shards would be stale)."""
+        try:
+            saved = json.loads((self.root / "config.json").read_text()).get("source", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        before = {f.get("path"): f for f in saved.get("files", []) if isinstance(f, dict)}
+        for now in config.get("source", {}).get("files", []):
+            old = before.get(now["path"])
+            if old is not None and old != now:
+                labels = {"bytes": "size", "mtime_ns": "modification time", "sample_sha256": "content"}
+                what = [label for key, label in labels.items() if old.get(key) != now.get(key)]
+                raise MlplabError(f"the source file {now['path']} changed since the run in {self.root} began "
+                                  f"({', '.join(what) or 'identity'} differ); its finished "
+                                  "shards were computed from the old numbers",
+                                  hint="stream it into a new --out folder (or delete this one) to start over")
 
     def write_shard(self, i: int, summary: Summary) -> None:
         """Partial summary of shard i (its predictions, if any, were written by `PredictionWriter`)."""
