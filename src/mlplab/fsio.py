@@ -6,6 +6,7 @@ interrupted run never leaves a half-written file that looks finished.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -35,12 +36,27 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def check_dir_creatable(path: str | os.PathLike[str]) -> Path:
+    """What `ensure_dir` checks, creating nothing (for dry runs): `path` is, or could be made, a writable folder."""
+    folder = Path(path)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        return folder
+    what = "is not writable" if probe == folder else f"cannot be created: {probe} is not a writable folder"
+    raise MlplabError(f"output folder {folder} {what}", hint="choose another --out folder")
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; on success it is renamed to `path`, on error removed."""
     target = Path(path)
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _disk_error(exc, target) from exc
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should get the usual permissions
         with os.fdopen(fd, mode) as handle:
@@ -48,9 +64,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _disk_error(exc, target) from exc
         raise
+
+
+def _disk_error(exc: OSError, target: Path) -> Exception:
+    """A full disk (or quota) as one clear line naming the folder and its free space; other errors unchanged."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    try:
+        free = f"{shutil.disk_usage(target.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return MlplabError(f"no space left to write {target.name} in {target.parent} ({free}); the previous "
+                       "complete files are kept", hint="free some space or choose another output folder")
 
 
 # What `atomic_open` (mkstemp: 8 random characters) and `tempfile.TemporaryDirectory(prefix=".npm-pack-")` name

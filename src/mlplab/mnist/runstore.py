@@ -99,9 +99,24 @@ def read_run(run_dir: str | Path) -> tuple[Any, list[dict[str, Any]]]:
                           hint="pass the --out folder of a `mlplab mnist train` run") from exc
     except (OSError, ValueError) as exc:
         raise MlplabError(f"cannot read the run in {run_dir}: {exc}", hint="is it a run folder?") from exc
-    rows = [{k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in row.items()}
-            for row in raw]
-    return config, rows
+    return config, _parse_rows(raw, store.metrics_path)
+
+
+def _parse_rows(raw: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """metrics.csv's rows as numbers; a damaged file (cut short, edited, other columns) is one clear error."""
+    rows = []
+    for line, row in enumerate(raw, 2):
+        try:
+            if None in row or set(row) != set(METRIC_COLUMNS):
+                raise ValueError("wrong columns")
+            parsed = {k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in row.items()}
+            if parsed["epoch"] != len(rows) + 1 or parsed["train_loss"] is None or parsed["test_loss"] is None:
+                raise ValueError("epochs out of order or losses missing")
+        except (TypeError, ValueError) as exc:
+            raise MlplabError(f"{path} is damaged at line {line} ({exc})",
+                              hint="rerun the training command with --resume to rebuild it from checkpoint.pt") from exc
+        rows.append(parsed)
+    return rows
 
 
 def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:

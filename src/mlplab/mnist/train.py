@@ -313,6 +313,8 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
         store.save_config(cfg_dict)
         if not store.has_checkpoint():  # epoch 0: a run killed in its first epoch resumes with its thread count
             store.save_checkpoint(checkpoint())
+        elif rows:  # resumed: metrics.csv is rebuilt from the checkpoint (it may have been damaged)
+            store.save_metrics(rows)
     for tracker in trackers:
         tracker.start(run_name, cfg_dict, store.run_dir if store is not None else None)  # type: ignore[arg-type]
 

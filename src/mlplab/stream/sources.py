@@ -98,6 +98,7 @@ class FileSource(Source):
             else:  # float64 files are read then rounded to float32
                 tmp = np.empty((hi - lo, self.d), f.dtype)
                 self._pread(i, f, first, tmp)
+                _check_float32_range(tmp, f.path, lo)
                 dest[...] = tmp
         return view
 
@@ -313,6 +314,21 @@ def open_source(spec: str, d: int, columns: int | None = None, seed: int = 0) ->
         raise MlplabError(f"--columns must be positive, got {width}", hint="the number of float32 values per row")
     _check_d(width, d, spec)
     return FileSource([_raw_file(p, width) for p in paths], width, "raw-float32-le")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(rows: np.ndarray, path: Path, first_row: int) -> None:
+    """Finite float64 values beyond float32's range would become inf when rounded: name the row and the limit."""
+    with np.errstate(invalid="ignore"):
+        big = np.abs(rows) > _FLOAT32_MAX  # NaN compares False: the non-finite policy handles NaN and inf
+    big &= np.isfinite(rows)
+    if big.any():
+        r, c = (int(v) for v in np.argwhere(big)[0])
+        raise MlplabError(f"{path}: input row {first_row + r} (0-based) holds {float(rows[r, c])!r}, beyond float32's "
+                          f"largest finite value {_FLOAT32_MAX:.8g} (the stream computes in float32)",
+                          hint="scale the data into float32's range")
 
 
 def _check_d(got: int, d: int, spec: str) -> None:
