@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("--problem", type=Path, default=None, metavar="FILE",
                    help="problem file for sections 1-2 (default: the seed's problem)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="MNIST runs at once (default: automatic)")
-    p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop")
+    p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop (writes nothing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

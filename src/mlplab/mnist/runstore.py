@@ -104,7 +104,7 @@ def read_run(run_dir: str | Path) -> tuple[Any, list[dict[str, Any]]]:
 
 def _parse_rows(raw: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
     """metrics.csv's rows as numbers; a damaged file (cut short, edited, other columns) is one clear error."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line, row in enumerate(raw, 2):
         try:
             if None in row or set(row) != set(METRIC_COLUMNS):
