@@ -175,3 +175,16 @@ def test_plan_shows_finished_steps_with_their_time(tmp_path):
     state.record(steps[0], StepOutput(), 3.2)
     lines, todo = describe_plan(steps, state)
     assert "done in 3 s" in lines[1] and "done in 42 s" in lines[2] and "to do" in lines[3] and todo == 7.0
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path, capsys):
+    args = ["stream", "synthetic:1000", "--activations", "relu,sigmoid", "--no-progress", "--out",
+            str(tmp_path / "typo"), "--resume"]
+    assert main(args) == 0
+    assert "holds no run to resume" in capsys.readouterr().err  # it used to start from scratch silently
+    assert main(args) == 0
+    assert "holds no run to resume" not in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    code = main(["mnist", "train", "--out", str(tmp_path / "typo2"), "--resume", "--data-dir", str(tmp_path / "empty"),
+                 "--no-progress"])  # stops at the missing MNIST files, after the note
+    assert code == 2 and "typo2 holds no run to resume" in capsys.readouterr().err
