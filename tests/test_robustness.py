@@ -188,3 +188,9 @@ def test_resume_with_nothing_to_resume_says_so(tmp_path, capsys):
     code = main(["mnist", "train", "--out", str(tmp_path / "typo2"), "--resume", "--data-dir", str(tmp_path / "empty"),
                  "--no-progress"])  # stops at the missing MNIST files, after the note
     assert code == 2 and "typo2 holds no run to resume" in capsys.readouterr().err
+
+
+def test_bad_source_leaves_no_output_folder(tmp_path, capsys):
+    code = main(["stream", str(tmp_path / "missing.npy"), "--activations", "relu,sigmoid", "--no-progress", "--out",
+                 str(tmp_path / "out")])
+    assert "cannot read" in one_line_error(capsys, code) and not (tmp_path / "out").exists()

@@ -92,15 +92,18 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     lo, hi = hist_range if hist_range is not None else (None, None)
     edges = default_edges(act2, bins, lo, hi)
     src = open_source(source, d=net.d, columns=columns, seed=seed)
-    kern = ChunkKernel(net, edges, nonfinite, kernel, dev, threads)
-    ranges = plan_shards(src.rows, shard_rows)
-    shards = [Shard(i, a, b) for i, (a, b) in enumerate(ranges)]
-    config = {"source": src.fingerprint(), "problem": prob.to_json(), "activations": [act1, act2],
-              "shard_rows": shard_rows, "nonfinite": nonfinite, "hist_edges": edges.tolist(),
-              "write_predictions": write_predictions, "kernel": kern.name}
+    with contextlib.ExitStack() as cleanup:  # the source and the kernel's threads are closed on any exit
+        cleanup.callback(src.close)
+        kern = ChunkKernel(net, edges, nonfinite, kernel, dev, threads)
+        cleanup.callback(kern.close)
+        ranges = plan_shards(src.rows, shard_rows)
+        shards = [Shard(i, a, b) for i, (a, b) in enumerate(ranges)]
+        config = {"source": src.fingerprint(), "problem": prob.to_json(), "activations": [act1, act2],
+                  "shard_rows": shard_rows, "nonfinite": nonfinite, "hist_edges": edges.tolist(),
+                  "write_predictions": write_predictions, "kernel": kern.name}
+        if out is not None:  # one writer per --out folder (mlplab.locks): a second run stops here, one line
+            cleanup.enter_context(folder_lock(out, "stream output folder"))
 
-    # One writer per --out folder (mlplab.locks): a second run on it stops here with one line.
-    with folder_lock(out, "stream output folder") if out is not None else contextlib.nullcontext():
         run_dir = RunDir(out) if out is not None else None
         finished = run_dir.start(config, len(shards), resume) if run_dir is not None else set()
         todo = [s for s in shards if s.index not in finished]

@@ -174,8 +174,9 @@ class FileSource(Source):
         """The files' identity for the manifest: path, size, modification time and a hash of sampled blocks, so
         a --resume on a file rewritten in place (same size, other numbers) is noticed, not mixed in."""
         blocks = max(2, min(16, 256 // len(self.files)))
+        size = max(4096, min(_SAMPLE_BYTES, (16 << 20) // (blocks * len(self.files))))  # at most ~16 MiB read
         return {"kind": self.kind, "d": self.d, "rows": self.rows,
-                "files": [_identity(f.path, blocks) for f in self.files]}
+                "files": [_identity(f.path, blocks, size) for f in self.files]}
 
     def close(self) -> None:
         for m in [m for m, _ in self._maps.values()] + list(self._served.values()):
@@ -412,16 +413,16 @@ def _open(path: Path) -> int:
 _SAMPLE_BYTES = 1 << 16
 
 
-def _identity(path: Path, blocks: int) -> dict[str, Any]:
-    """Path, size, mtime (ns) and the SHA-256 of `blocks` evenly spaced 64 KiB blocks (first and last included)."""
+def _identity(path: Path, blocks: int, block_bytes: int = _SAMPLE_BYTES) -> dict[str, Any]:
+    """Path, size, mtime (ns) and the SHA-256 of `blocks` evenly spaced blocks (first and last included)."""
     fd = _open(path)
     try:
         info = os.fstat(fd)
         size = info.st_size
         digest = hashlib.sha256()
-        last = max(0, size - _SAMPLE_BYTES)
+        last = max(0, size - block_bytes)
         for offset in sorted({last * k // (blocks - 1) for k in range(blocks)}):
-            digest.update(os.pread(fd, _SAMPLE_BYTES, offset))
+            digest.update(os.pread(fd, block_bytes, offset))
     finally:
         os.close(fd)
     return {"path": str(path.resolve()), "bytes": size, "mtime_ns": info.st_mtime_ns,
