@@ -145,19 +145,20 @@ def test_stream_killed_at_random_points_resumes_to_the_uninterrupted_result(tmp_
 
 
 def test_two_stream_commands_on_one_folder(tmp_path):
-    """Started together: one computes, the other says the folder is in use (exit 2, one line); the folder
-    then holds exactly the first one's run."""
+    """Started together: one computes, the other says the folder is in use (or, if it starts late, that the
+    folder holds a run): exit 2, one line; the folder then holds exactly the winner's run."""
     code = "import sys; from mlplab.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["stream", "synthetic:3e6", "--activations", "relu,sigmoid", "--no-progress", "--threads", "1",
+    args = ["stream", "synthetic:3e7", "--activations", "relu,sigmoid", "--no-progress", "--threads", "1",
             "--shard-rows", "500000", "--out", str(tmp_path / "out"), "--json"]
     procs = [_start(code, *args), _start(code, *args)]
     results = [(p.wait(300), *p.communicate()) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2], results
     loser = next(r for r in results if r[0] == 2)
-    assert "is in use by another mlplab process" in loser[2] and len(loser[2].strip().splitlines()) == 1
+    assert ("is in use by another mlplab process" in loser[2] or "holds a previous run" in loser[2]), loser
+    assert len(loser[2].strip().splitlines()) == 1
     winner = json.loads(next(r for r in results if r[0] == 0)[1].strip().splitlines()[-1])
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == winner["rows"] == 3_000_000
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == winner["rows"] == 30_000_000
 
 
 # ---------------------------------------------------------------- fetching
