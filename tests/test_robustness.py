@@ -58,6 +58,19 @@ def test_float64_input_beyond_float32_names_the_limit(tmp_path, capsys):
     assert "row 3" in line and "1e+39" in line and "3.4028235e+38" in line
 
 
+def test_stream_weight_beyond_float32_names_the_limit(tmp_path, capsys):
+    W1 = [row[:] for row in SEED_PROBLEM["W1"]]
+    W1[0][0] = 1e39
+    path = tmp_path / "bigw.json"
+    path.write_text(json.dumps({**SEED_PROBLEM, "W1": W1}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it used to print NumPy's "overflow encountered in cast" and go on with inf
+        code = main(["stream", "synthetic:100", "--problem", str(path), "--activations", "relu,sigmoid",
+                     "--no-progress"])
+    line = one_line_error(capsys, code)
+    assert "W1 holds 1e+39" in line and "3.4028235e+38" in line
+
+
 # ---------------------------------------------------------------- a full disk
 
 
