@@ -103,3 +103,40 @@ def test_stream_without_the_c_kernel_gives_the_same_masks(monkeypatch):
     for m in again:
         without.fill(m)
     assert all(torch.equal(a, b) for a, b in zip(masks, again))
+
+
+@pytest.mark.slow
+def test_mlplab_native_0_gives_the_same_run(tmp_path):
+    """The real switch, in fresh processes: MLPLAB_NATIVE=0 trains the run the C kernels train. With D = 20
+    inputs the compiled step does not apply (widths must be multiples of 8), so both runs use torch's kernels and
+    one thread, and only the mask source differs: equal bit for bit (before: other masks, another run)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = """if True:
+        import json
+        from clusters import gaussian_clusters
+        from mlplab.mnist import dropout
+        from mlplab.mnist.config import resolve_config
+        from mlplab.mnist.train import train_run
+        config = resolve_config(overrides=["model.input_size=20", "model.hidden_sizes=[16, 8]",
+                                           "model.dropout_rate=0.3", "training.num_epochs=3", "training.device=cpu"])
+        s = train_run(config, gaussian_clusters(400, 20, 1, 99), gaussian_clusters(100, 20, 2, 99), None,
+                      progress=False, threads=1)
+        print(json.dumps({"c": dropout._load() is not None, **{k: v for k, v in s.items() if "time" not in k}}))
+    """
+    runs = []
+    for native in ("1", "0"):
+        env = {**os.environ, "MLPLAB_NATIVE": native,
+               "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "tests")])}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    with_c, without = runs
+    assert with_c.pop("c") and not without.pop("c")  # the C hash ran in one, the torch hash in the other
+    assert with_c["kernel"] == without["kernel"] == "torch"
+    assert with_c == without
