@@ -207,3 +207,15 @@ def test_bad_source_leaves_no_output_folder(tmp_path, capsys):
     code = main(["stream", str(tmp_path / "missing.npy"), "--activations", "relu,sigmoid", "--no-progress", "--out",
                  str(tmp_path / "out")])
     assert "cannot read" in one_line_error(capsys, code) and not (tmp_path / "out").exists()
+
+
+def test_data_that_do_not_fit_the_model_leave_no_run_folder(tmp_path):
+    from mlplab.mnist.config import resolve_config
+    from mlplab.mnist.runstore import RunStore
+    from mlplab.mnist.train import train_run
+
+    config = resolve_config(overrides=["model.input_size=784", "training.num_epochs=1", "training.device=cpu"])
+    data = gaussian_clusters(50, 20, 1, 99), gaussian_clusters(10, 20, 2, 99)
+    with pytest.raises(MlplabError, match=r"images have 20 features but model\.input_size is 784"):
+        train_run(config, *data, RunStore(tmp_path / "run", figures=False), progress=False)
+    assert not (tmp_path / "run").exists()

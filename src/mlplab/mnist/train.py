@@ -254,6 +254,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     matrix products split their sums by thread, so the count is part of what makes a run's numbers repeat.
     Trackers get start / log_epoch / finish. The store's folder is locked for the run's life (one writer).
     """
+    _check_data(config, train, test)  # before the lock creates the folder: bad data leaves nothing behind
     with store.lock() if store is not None else contextlib.nullcontext():
         return _train_run(config, train, test, store, resume=resume, progress=progress, trackers=trackers,
                           device=device, threads=threads, run_name=run_name)
@@ -268,7 +269,6 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
         torch.set_num_threads(threads)
     dev = get_device(device if device is not None else t.device)
     cfg_dict = config_to_dict(config)
-    _check_data(config, train, test)
     fit, val = split_validation(train, t.validation_split, t.seed)
     seed_everything(t.seed)
     model = build_model(config).to(dev)
