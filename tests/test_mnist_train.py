@@ -243,3 +243,51 @@ def test_cli_best_epoch_table(tmp_path, capsys):
     assert "validation loss" in text and "GL5" in text and "UP3" in text
     assert main(["mnist", "best-epoch", str(tmp_path / "nothing")]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_same_run_with_and_without_the_c_kernels(monkeypatch):
+    """MLPLAB_NATIVE=0 (or no compiler) draws the same dropout masks through the torch hash, so the run is the
+    same one. Compared with a tolerance: the compiled step and torch's kernels round differently."""
+    from mlplab.mnist import dropout, train
+
+    config = cfg("model.dropout_rate=0.3", epochs=3)
+    with_c, _ = run(config)
+    monkeypatch.setattr(dropout, "_load", lambda: None)
+    monkeypatch.setattr(train, "native_applies", lambda *args: False)
+    without, _ = run(config)
+    assert without["kernel"] == "torch"
+    assert math.isclose(with_c["test_loss"], without["test_loss"], rel_tol=1e-4)
+    assert math.isclose(with_c["final_train_loss"], without["final_train_loss"], rel_tol=1e-4)
+
+
+def test_run_killed_in_its_first_epoch_resumes_with_its_thread_count(tmp_path, monkeypatch):
+    """The epoch-0 checkpoint records the thread count, so a run interrupted before its first epoch ends goes on
+    with the count it started with (not the one the resuming process was given) and ends where an uninterrupted
+    run ends, bit for bit (same kernels, same count)."""
+    from mlplab.mnist import train as train_module
+
+    config = cfg("model.dropout_rate=0.2", epochs=2)
+    reference, _ = run(config, threads=2)
+    original = train_module.EpochRunner.run
+
+    def interrupted(self, *args, **kwargs):
+        original(self, *args, max_batches=3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.EpochRunner, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, threads=2)
+    monkeypatch.setattr(train_module.EpochRunner, "run", original)
+    resumed, _ = run(config, tmp_path, resume=True, threads=1)
+    assert resumed["threads"] == 2
+    assert {k: v for k, v in resumed.items() if "time" not in k} == \
+        {k: v for k, v in reference.items() if "time" not in k}
+
+
+def test_resume_with_other_data_is_refused(tmp_path):
+    run(cfg(epochs=1), tmp_path)
+    store = RunStore(tmp_path, figures=False)
+    other = synthetic(330, 7)
+    with pytest.raises(MlplabError, match=r"the train data differ from the data the run .* started with"):
+        train_run(cfg(epochs=2), other, TEST, store, resume=True, progress=False)
+    assert len(store.load_checkpoint()["metrics"]) == 1

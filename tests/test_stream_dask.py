@@ -46,3 +46,35 @@ def test_dask_equals_local_and_survives_a_killed_worker(tmp_path: Path) -> None:
     got = np.concatenate([np.load(p) for p in sorted((out / "shards").glob("shard-*.npy"))])
     want = np.concatenate([np.load(p) for p in sorted((tmp_path / "local" / "shards").glob("shard-*.npy"))])
     np.testing.assert_array_equal(got, want)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_shards_finished_on_workers_survive_a_driver_kill(tmp_path: Path) -> None:
+    """The driver dies after its first result; every shard a worker finished by then counts on --resume, listed
+    in the manifest or not, and the resumed summary equals an uninterrupted run's."""
+    import time
+
+    X = np.random.default_rng(5).standard_normal((20_000, 3)).astype(np.float32)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    common: dict[str, Any] = {"chunk_rows": 1000, "shard_rows": 2000, "progress": False}
+    local = run_stream(str(path), "relu,sigmoid", out=tmp_path / "local", **common)
+    out = tmp_path / "dask"
+
+    def die_after_workers_finish(index: int, _summary: object) -> None:
+        deadline = time.monotonic() + 60
+        while len(list((out / "shards").glob("shard-*.json"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise Crash
+
+    with pytest.raises(Crash):
+        run_stream(str(path), "relu,sigmoid", out=out, engine="dask", workers=2, on_shard=die_after_workers_finish,
+                   **common)
+    written = len(list((out / "shards").glob("shard-*.json")))
+    listed = json.loads((out / "manifest.json").read_text())["finished"]
+    assert written >= 4 and sum(b - a for a, b in listed) == 1  # the driver listed its first result only
+    resumed = run_stream(str(path), "relu,sigmoid", out=out, resume=True, **common)
+    assert resumed.shards_skipped >= 4 and resumed.summary == local.summary

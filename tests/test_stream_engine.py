@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +163,58 @@ def test_cli_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert summary["positives"] == ref.positives and summary["mean_y_hat"] == ref.mean_y_hat
 
 
+def test_shards_finished_but_not_yet_listed_count_on_resume(tmp_path: Path, data: tuple[Path, np.ndarray],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between a shard's files and the manifest's update (the Dask driver lagging behind its workers)
+    loses nothing: the shard's summary file carries the run's stamp and the resume counts it."""
+    from mlplab.stream.manifest import RunDir
+
+    path, _ = data
+    common = {"chunk_rows": 1500, "shard_rows": 4000, "write_predictions": True, "progress": False}
+    full = run_stream(str(path), out=tmp_path / "full", **common)
+
+    def crash_after_three(index: int, _summary: object) -> None:
+        if index == 2:
+            raise Crash
+
+    monkeypatch.setattr(RunDir, "mark_finished", lambda self, finished: None)  # the driver never gets to it
+    with pytest.raises(Crash):
+        run_stream(str(path), out=tmp_path / "out", on_shard=crash_after_three, **common)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["finished"] == []
+    seen: list[int] = []
+    resumed = run_stream(str(path), out=tmp_path / "out", resume=True, on_shard=lambda i, _s: seen.append(i),
+                         **common)
+    assert resumed.shards_skipped == 3 and seen == [3, 4, 5] and resumed.summary == full.summary
+    np.testing.assert_array_equal(predictions(tmp_path / "out"), predictions(tmp_path / "full"))
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_source_changed_in_place_is_not_mixed_in(tmp_path: Path, data: tuple[Path, np.ndarray],
+                                                   finished: bool) -> None:
+    """Same path, same size, same modification time, other numbers: --resume names the file and stops, rather
+    than answering from the old shards or mixing old and new ones."""
+    _, X = data
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+
+    def crash(index: int, _summary: object) -> None:
+        if index == 1 and not finished:
+            raise Crash
+
+    out = tmp_path / "out"
+    with contextlib.suppress(Crash):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, progress=False, on_shard=crash)
+    stamp = os.stat(path).st_mtime_ns
+    np.save(path, -X)  # another file's numbers, same shape and size
+    os.utime(path, ns=(stamp, stamp))
+    with pytest.raises(MlplabError, match=r"the source file .*X\.npy changed since the run .* \(content differ\)"):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+    np.save(path, X)  # the same numbers again, a new modification time
+    with pytest.raises(MlplabError, match=r"\(modification time differ\)"):
+        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+
+
 def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
                                capsys: pytest.CaptureFixture[str]) -> None:
     path, X = data
@@ -180,6 +234,7 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
         str(odd): "whole number",
         str(tmp_path / "none-*.npy"): "no file matches",
         "synthetic:-5": "positive",
+        str(tmp_path): "is a folder",  # used to fail with OSError 22, or a misleading "not a whole number of rows"
     }
     for source, message in cases.items():
         code, _, err = cli(["stream", source, "--activations", "relu,sigmoid", "--no-progress"], capsys)

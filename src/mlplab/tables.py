@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any
 
 FORMATS = ("text", "markdown", "latex", "json")
@@ -133,7 +133,8 @@ def round_decimal(value: float, decimals: int = 2) -> str:
     if not math.isfinite(value):
         return str(value)
     quantum = Decimal(1).scaleb(-decimals)
-    text = str(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
+    with localcontext(Context(prec=400)):  # every float's integer part (up to 309 digits) plus the decimals
+        text = str(Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP))
     return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
 
 

@@ -75,6 +75,8 @@ def run_train(*, epochs: int | None, overrides: list[str], config_file: Path | N
     if threads is not None and threads < 1:
         raise MlplabError(f"--threads must be positive, got {threads}")
     config = resolve_config(config_file, overrides)
+    if resume and not RunStore(out).has_checkpoint():
+        say(f"note: {out} holds no run to resume (no checkpoint.pt): starting a new run there")
     train, test = load_mnist(data_dir)
     summary = train_run(config, train, test, RunStore(out), resume=resume, progress=progress, device=device,
                         threads=threads, run_name=out.name)

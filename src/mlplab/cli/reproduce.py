@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     p.add_argument("--submission", default="submission.zip", metavar="NAME",
                    help="file name of the archive with report.pdf and the source, written into the report folder "
                         "(default: submission.zip)")
-    p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop")
+    p.add_argument("--plan", action="store_true", help="print the plan and the estimate, then stop (writes nothing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from mlplab.cli.common import add_problem, say
@@ -68,6 +69,8 @@ def _hist_range(text: str | None) -> tuple[float, float] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.resume and args.out is not None and not (Path(args.out) / "manifest.json").exists():
+        say(f"note: {args.out} holds no run to resume (no manifest.json): starting a new run there")
     result = run_stream(
         args.source, args.activations, args.problem, chunk_rows=args.chunk_rows, shard_rows=args.shard_rows,
         out=args.out, resume=args.resume, engine=args.engine, workers=args.workers, scheduler=args.scheduler,

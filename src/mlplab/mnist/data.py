@@ -76,6 +76,22 @@ class MnistSplit:
         """The same split on `device` (the whole tensors move once; batches are then slices)."""
         return MnistSplit(self.images.to(device), self.labels.to(device))
 
+    def fingerprint(self) -> str:
+        """A short hash of the shapes, every label and 1,024 evenly spaced image rows: what a resumed run checks
+        to know it trains on the data it started with (sampled rows keep it cheap on the full 188 MB set).
+
+        >>> a, b = MnistSplit(torch.zeros(3, 4), torch.arange(3)), MnistSplit(torch.ones(3, 4), torch.arange(3))
+        >>> a.fingerprint() != b.fingerprint()
+        True
+        """
+        import hashlib
+
+        rows = torch.unique(torch.linspace(0, max(0, len(self) - 1), steps=min(1024, len(self))).long())
+        digest = hashlib.sha256(f"{tuple(self.images.shape)} {self.images.dtype}".encode())
+        digest.update(self.labels.detach().cpu().to(torch.int64).numpy().tobytes())
+        digest.update(self.images[rows.to(self.images.device)].detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
 
 def load_mnist(data_dir: Path | None = None, *, normalize: bool = True,
                verify: bool = True) -> tuple[MnistSplit, MnistSplit]:

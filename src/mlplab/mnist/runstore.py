@@ -11,6 +11,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_torch_save, atomic_write_json, atomic_write_text, ensure_dir
+from mlplab.locks import folder_lock
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "epoch_time_s")
 
@@ -40,6 +42,10 @@ class RunStore:
 
     def prepare(self) -> None:
         ensure_dir(self.run_dir)
+
+    def lock(self) -> AbstractContextManager[Path]:
+        """The folder's one-writer lock (mlplab.locks), held by `train_run` for the whole run."""
+        return folder_lock(self.run_dir, "run folder")
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
@@ -93,9 +99,24 @@ def read_run(run_dir: str | Path) -> tuple[Any, list[dict[str, Any]]]:
                           hint="pass the --out folder of a `mlplab mnist train` run") from exc
     except (OSError, ValueError) as exc:
         raise MlplabError(f"cannot read the run in {run_dir}: {exc}", hint="is it a run folder?") from exc
-    rows = [{k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in row.items()}
-            for row in raw]
-    return config, rows
+    return config, _parse_rows(raw, store.metrics_path)
+
+
+def _parse_rows(raw: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """metrics.csv's rows as numbers; a damaged file (cut short, edited, other columns) is one clear error."""
+    rows: list[dict[str, Any]] = []
+    for line, row in enumerate(raw, 2):
+        try:
+            if None in row or set(row) != set(METRIC_COLUMNS):
+                raise ValueError("wrong columns")
+            parsed = {k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in row.items()}
+            if parsed["epoch"] != len(rows) + 1 or parsed["train_loss"] is None or parsed["test_loss"] is None:
+                raise ValueError("epochs out of order or losses missing")
+        except (TypeError, ValueError) as exc:
+            raise MlplabError(f"{path} is damaged at line {line} ({exc})",
+                              hint="rerun the training command with --resume to rebuild it from checkpoint.pt") from exc
+        rows.append(parsed)
+    return rows
 
 
 def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:

@@ -157,6 +157,16 @@ def _worker(plan: RunPlan, options: SweepOptions, threads: int) -> dict[str, Any
     return execute(plan, options, threads)
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the runs not started and end the running ones (they resume from their checkpoints next time)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(10)
+
+
 def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None = None,
               on_done: Callable[[RunPlan, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run every plan (done ones are read back), `jobs` at a time; return summaries keyed by run name, in the
@@ -186,17 +196,21 @@ def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None 
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
             pending: dict[Future[dict[str, Any]], RunPlan] = {
                 pool.submit(_worker, plan, quiet, threads): plan for plan in todo}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    plan = pending.pop(future)
-                    try:
-                        results[plan.name] = future.result()
-                    except MlplabError as exc:
-                        failures.append(f"{plan.name}: {exc}")
-                        continue
-                    if on_done:
-                        on_done(plan, results[plan.name])
+            try:
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        plan = pending.pop(future)
+                        try:
+                            results[plan.name] = future.result()
+                        except MlplabError as exc:
+                            failures.append(f"{plan.name}: {exc}")
+                            continue
+                        if on_done:
+                            on_done(plan, results[plan.name])
+            except BaseException:  # Ctrl-C or SIGTERM to this process alone: no new run starts, workers stop
+                _stop_workers(pool)
+                raise
     if failures:
         raise MlplabError("some runs failed: " + " | ".join(failures),
                           hint="fix the cause and run the same command again; finished runs are kept")

@@ -15,6 +15,7 @@ every `_CHECK_EVERY` batches (the divergence check still names the exact batch),
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -251,15 +252,23 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     `threads` sets torch's CPU thread count for this process. The count a run starts with is recorded in its
     checkpoint and summary, and a resumed run goes on with the recorded count whatever `threads` says: CPU
     matrix products split their sums by thread, so the count is part of what makes a run's numbers repeat.
-    Trackers get start / log_epoch / finish.
+    Trackers get start / log_epoch / finish. The store's folder is locked for the run's life (one writer).
     """
+    _check_data(config, train, test)  # before the lock creates the folder: bad data leaves nothing behind
+    with store.lock() if store is not None else contextlib.nullcontext():
+        return _train_run(config, train, test, store, resume=resume, progress=progress, trackers=trackers,
+                          device=device, threads=threads, run_name=run_name)
+
+
+def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunStore | None, *, resume: bool,
+               progress: bool, trackers: Sequence[Tracker], device: str | torch.device | None, threads: int | None,
+               run_name: str) -> dict[str, Any]:
     t = config.training
     started = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
     dev = get_device(device if device is not None else t.device)
     cfg_dict = config_to_dict(config)
-    _check_data(config, train, test)
     fit, val = split_validation(train, t.validation_split, t.seed)
     seed_everything(t.seed)
     model = build_model(config).to(dev)
@@ -276,21 +285,36 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
     if store is not None and store.has_checkpoint() and not resume:
         raise MlplabError(f"{store.run_dir} already holds a run",
                           hint="pass --resume to continue it, or choose another --out folder")
+    data_id = {"train": train.fingerprint(), "test": test.fingerprint()}
     if resume and store is not None and store.has_checkpoint():
         state = store.load_checkpoint()
         changes = _config_changes(state["config"], cfg_dict)
         if changes:
             raise MlplabError(f"the checkpoint in {store.run_dir} was made with another config ({'; '.join(changes)})",
                               hint="resume with the same settings, or choose another --out folder")
+        if state.get("data", data_id) != data_id:
+            changed = " and ".join(k for k in ("train", "test") if state["data"].get(k) != data_id[k])
+            raise MlplabError(f"the {changed} data differ from the data the run in {store.run_dir} started with",
+                              hint="resume with the same data (--data-dir), or choose another --out folder")
         if state.get("threads") and dev.type == "cpu":
             torch.set_num_threads(int(state["threads"]))  # the count the run started with (see the docstring)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(generator, state["rng"])
         rows, best, status = state["metrics"], state["best"], state["status"]
+
+    def checkpoint() -> dict[str, Any]:
+        return {"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "rng": _rng_state(generator), "metrics": rows, "best": best,
+                "status": status, "threads": torch.get_num_threads(), "data": data_id}
+
     if store is not None:
         store.prepare()
         store.save_config(cfg_dict)
+        if not store.has_checkpoint():  # epoch 0: a run killed in its first epoch resumes with its thread count
+            store.save_checkpoint(checkpoint())
+        elif rows:  # resumed: metrics.csv is rebuilt from the checkpoint (it may have been damaged)
+            store.save_metrics(rows)
     for tracker in trackers:
         tracker.start(run_name, cfg_dict, store.run_dir if store is not None else None)  # type: ignore[arg-type]
 
@@ -328,10 +352,7 @@ def train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSto
             status["elapsed_s"] += time.perf_counter() - session_start
             session_start = time.perf_counter()
             if store is not None:
-                store.save_checkpoint({"format": _FORMAT, "config": cfg_dict, "model": model.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "rng": _rng_state(generator),
-                                       "metrics": rows, "best": best, "status": status,
-                                       "threads": torch.get_num_threads()})
+                store.save_checkpoint(checkpoint())
                 store.save_metrics(rows)
             for tracker in trackers:
                 tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch" and v is not None})

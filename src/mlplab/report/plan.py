@@ -52,6 +52,7 @@ class Step:
     always: bool = False  # run even when finished before (the report: cheap, depends on everything)
     needs: tuple[str, ...] = ()  # steps that must have succeeded in this run or before
     tick_s: float | None = None  # how long the bar may creep during the step (default: its estimate)
+    finished_s: float | None = None  # finished outside the state file (an MNIST run of an interrupted sweep): its time
 
     @property
     def fingerprint(self) -> str:
@@ -143,9 +144,10 @@ def describe_plan(steps: Sequence[Step], state: PlanState) -> tuple[list[str], f
     lines = [f"  {'#':>2}  {'step':<{width}}  {'estimate':>10}  {'state':<8}  what"]
     todo = 0.0
     for i, step in enumerate(steps, 1):
-        finished = state.is_finished(step) and not step.always
+        recorded = state.steps[step.name].get("wall_s", 0.0) if state.is_finished(step) else step.finished_s
+        finished = recorded is not None and not step.always
         todo += 0.0 if finished else step.estimate_s
-        mark = "done" if finished else "to do"
+        mark = f"done in {format_duration(float(recorded))}" if finished and recorded is not None else "to do"
         lines.append(f"  {i:>2}  {step.name:<{width}}  {format_duration(step.estimate_s):>10}  {mark:<8}  {step.title}")
     return lines, todo
 

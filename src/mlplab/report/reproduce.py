@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlplab
-from mlplab.fsio import ensure_dir
+from mlplab.fsio import check_dir_creatable, ensure_dir
 from mlplab.report.build import build_pdf, latex_tool
 from mlplab.report.plan import Outcome, PlanState, StepOutput, describe_plan, format_duration, run_plan
 from mlplab.report.steps import Settings, build_steps
@@ -40,8 +40,8 @@ class ReproduceResult:
 def reproduce(settings: Settings, *, progress: bool = True, log: Callable[[str], None] = print,
               dry_run: bool = False) -> ReproduceResult:
     """Run the plan for `settings`; `log` receives the plan and one line per step (the CLI sends it to stderr)."""
-    ensure_dir(settings.results_dir)
-    ensure_dir(settings.report_dir)
+    for folder in (settings.results_dir, settings.report_dir):  # --plan writes nothing, but checks the same
+        check_dir_creatable(folder) if dry_run else ensure_dir(folder)
     state = PlanState(settings.results_dir)
     result = ReproduceResult([], [], 0.0)
 

@@ -221,12 +221,21 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
             f"MNIST {plan.name}, {plural(epochs, 'epoch')}" + (" (in parallel)" if parallel else ""),
             cost[plan.name] / n_jobs if parallel else cost[plan.name], partial(batch.run, plan),
             {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
-            tick_s=sum(cost[p.name] for p in pending) / n_jobs if leader else None))
+            tick_s=sum(cost[p.name] for p in pending) / n_jobs if leader else None,
+            finished_s=_recorded_time(plan.run_dir) if plan.state == "done" else None))
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
                       {"epochs": epochs, "runs": names, "finished": sorted(p.name for p in plans if p not in pending)},
                       needs=("mnist-data",)))
     return steps
+
+
+def _recorded_time(run_dir: Path) -> float | None:
+    # A run finished by a sweep that was interrupted before the plan could record it: its own wall time.
+    try:
+        return float(json.loads((run_dir / "summary.json").read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 MNIST_COMPARE_S = 15.0

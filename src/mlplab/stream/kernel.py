@@ -57,6 +57,8 @@ class Network:
         >>> Network.from_arrays([[1.0], [2.0]], [0.0], [1.0], 0.5, "relu", "sigmoid").h
         1
         """
+        for name, value in (("W1", W1), ("b1", b1), ("w2", W2), ("b2", b2)):
+            _check_float32(name, value)
         W1a = np.asarray(W1, dtype=np.float32)
         if W1a.ndim != 2:
             raise MlplabError(f"W1 must be a (d, h) matrix, got shape {W1a.shape}", hint="check the problem file")
@@ -65,6 +67,16 @@ class Network:
         W2a = np.ascontiguousarray(np.asarray(W2, dtype=np.float32).reshape(h))
         return cls(np.ascontiguousarray(W1a), b1a, W2a, float(np.float32(np.asarray(b2).reshape(-1)[0])),
                    act1, act2)
+
+
+def _check_float32(name: str, value: object) -> None:
+    """The stream computes in float32: a finite weight beyond its range is refused, naming the limit."""
+    array = np.asarray(value, dtype=np.float64)
+    big = np.isfinite(array) & (np.abs(array) > float(np.finfo(np.float32).max))
+    if big.any():
+        raise MlplabError(f"{name} holds {float(array[big][0])!r}, beyond float32's largest finite value "
+                          f"{float(np.finfo(np.float32).max):.8g} (the stream computes in float32)",
+                          hint="scale the weights into float32's range")
 
 
 def torch_forward(X: torch.Tensor, net: Network) -> torch.Tensor:

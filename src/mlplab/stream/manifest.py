@@ -7,8 +7,10 @@
     OUT/shards/shard-000007.npy     its predictions, float32 (N_shard,) (atomic, with --write-predictions)
     OUT/summary.json                merged summary, written when every shard is finished
 
-A shard counts as finished only when its files are in place *and* the manifest lists it, so a run killed
-at any instant loses at most the shards in flight and never counts one twice.
+A shard counts as finished when its summary file is in place and either the manifest lists it or the file
+carries the run's config hash (the summary is written last, after the predictions, by whichever process ran
+the shard: the Dask engine's workers record their own shards this way). A run killed at any instant loses at
+most the shards in flight and never counts one twice.
 """
 
 from __future__ import annotations
@@ -70,19 +72,56 @@ class RunDir:
                 raise MlplabError(f"{self.root} holds a previous run",
                                   hint="pass --resume to continue it, or choose another --out")
             if manifest.get("config_hash") != digest or manifest.get("shards") != n_shards:
+                self._check_same_source(config)
                 raise MlplabError(f"{self.root} holds a run with another configuration (source, problem, "
                                   "activations, shard size, policy or histogram differ)",
                                   hint="resume with the same arguments, or choose another --out")
             self._digest, self._n_shards = digest, n_shards
-            return {i for i in finished_shards(manifest) if self.shard_summary_path(i).exists()}
+            listed = {i for i in finished_shards(manifest) if self.shard_summary_path(i).exists()}
+            return listed | self._finished_unlisted(listed, n_shards)
         atomic_write_json(self.root / "config.json", config)
         self._digest, self._n_shards = digest, n_shards
         self._write_manifest(set())
         return set()
 
+    def _check_same_source(self, config: dict[str, Any]) -> None:
+        """A clear error naming the input file that changed since the run began (its shards would be stale)."""
+        try:
+            saved = json.loads((self.root / "config.json").read_text()).get("source", {})
+        except (OSError, ValueError, AttributeError):
+            return
+        before = {f.get("path"): f for f in saved.get("files", []) if isinstance(f, dict)}
+        for now in config.get("source", {}).get("files", []):
+            old = before.get(now["path"])
+            if old is not None and old != now:
+                labels = {"bytes": "size", "mtime_ns": "modification time", "sample_sha256": "content"}
+                what = [label for key, label in labels.items() if old.get(key) != now.get(key)]
+                raise MlplabError(f"the source file {now['path']} changed since the run in {self.root} began "
+                                  f"({', '.join(what) or 'identity'} differ); its finished "
+                                  "shards were computed from the old numbers",
+                                  hint="stream it into a new --out folder (or delete this one) to start over")
+
     def write_shard(self, i: int, summary: Summary) -> None:
-        """Partial summary of shard i (its predictions, if any, were written by `PredictionWriter`)."""
-        atomic_write_json(self.shard_summary_path(i), summary.to_json())
+        """Partial summary of shard i (its predictions, if any, were written by `PredictionWriter`), stamped with
+        the run's config hash: written last, it is the worker's own record that the shard is finished, so a
+        shard whose task ended just before a kill counts even if the driver had not yet listed it."""
+        if not self._digest:  # a Dask worker: the driver's manifest names the run
+            self._digest = str(self._read_manifest().get("config_hash", ""))
+        atomic_write_json(self.shard_summary_path(i), {**summary.to_json(), "run": self._digest})
+
+    def _finished_unlisted(self, listed: set[int], n_shards: int) -> set[int]:
+        """Shards not in the manifest whose summary file carries this run's stamp (finished before a kill)."""
+        found = set()
+        for path in self.shards_dir.glob("shard-*.json"):
+            try:
+                i = int(path.stem.removeprefix("shard-"))
+                if i in listed or not 0 <= i < n_shards:
+                    continue
+                if json.loads(path.read_text()).get("run") == self._digest:
+                    found.add(i)
+            except (OSError, ValueError, AttributeError):
+                continue  # unreadable: the shard is simply done again
+        return found
 
     def read_shard(self, i: int) -> Summary:
         try:

@@ -5,6 +5,7 @@ This is the library entry point behind `mlplab stream` (and the report's small d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from mlplab.activations import parse_pair
 from mlplab.device import get_device
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json
+from mlplab.locks import folder_lock
 from mlplab.problem import Problem, load_problem
 from mlplab.stream.dask_engine import TaskSpec, run_dask
 from mlplab.stream.engine import Shard, run_shards
@@ -90,59 +92,64 @@ def run_stream(source: str, activations: str | tuple[str, str] = ("relu", "sigmo
     lo, hi = hist_range if hist_range is not None else (None, None)
     edges = default_edges(act2, bins, lo, hi)
     src = open_source(source, d=net.d, columns=columns, seed=seed)
-    kern = ChunkKernel(net, edges, nonfinite, kernel, dev, threads)
-    ranges = plan_shards(src.rows, shard_rows)
-    shards = [Shard(i, a, b) for i, (a, b) in enumerate(ranges)]
-    config = {"source": src.fingerprint(), "problem": prob.to_json(), "activations": [act1, act2],
-              "shard_rows": shard_rows, "nonfinite": nonfinite, "hist_edges": edges.tolist(),
-              "write_predictions": write_predictions, "kernel": kern.name}
+    with contextlib.ExitStack() as cleanup:  # the source and the kernel's threads are closed on any exit
+        cleanup.callback(src.close)
+        kern = ChunkKernel(net, edges, nonfinite, kernel, dev, threads)
+        cleanup.callback(kern.close)
+        ranges = plan_shards(src.rows, shard_rows)
+        shards = [Shard(i, a, b) for i, (a, b) in enumerate(ranges)]
+        config = {"source": src.fingerprint(), "problem": prob.to_json(), "activations": [act1, act2],
+                  "shard_rows": shard_rows, "nonfinite": nonfinite, "hist_edges": edges.tolist(),
+                  "write_predictions": write_predictions, "kernel": kern.name}
+        if out is not None:  # one writer per --out folder (mlplab.locks): a second run stops here, one line
+            cleanup.enter_context(folder_lock(out, "stream output folder"))
 
-    run_dir = RunDir(out) if out is not None else None
-    finished = run_dir.start(config, len(shards), resume) if run_dir is not None else set()
-    todo = [s for s in shards if s.index not in finished]
-    done_indices = set(finished)
+        run_dir = RunDir(out) if out is not None else None
+        finished = run_dir.start(config, len(shards), resume) if run_dir is not None else set()
+        todo = [s for s in shards if s.index not in finished]
+        done_indices = set(finished)
 
-    def record(index: int, summary: Summary) -> None:
-        done_indices.add(index)
+        def record(index: int, summary: Summary) -> None:
+            done_indices.add(index)
+            if run_dir is not None:
+                run_dir.mark_finished(done_indices)  # the manifest, written by the driver only, is the record
+            if on_shard is not None:
+                on_shard(index, summary)
+
+        bar = _progress_bar(sum(s.stop - s.start for s in todo), progress, src.name)
+        start_time = time.perf_counter()
+        try:
+            if engine == "local":
+                results = run_shards(src, kern, todo, chunk_rows, run_dir, write_predictions, prefetch,
+                                     progress=bar.update if bar is not None else None, on_shard=record)
+            else:
+                spec = TaskSpec(src, net, tuple(float(e) for e in edges), nonfinite, kernel, chunk_rows,
+                                str(out) if out is not None else None, write_predictions, prefetch)
+
+                def record_dask(index: int, summary: Summary) -> None:
+                    record(index, summary)
+                    if bar is not None:
+                        bar.update(summary.rows)
+
+                results = run_dask(spec, todo, workers, scheduler, record_dask, on_client)
+        finally:
+            seconds = time.perf_counter() - start_time
+            if bar is not None:
+                bar.close()
+            kern.close()
+            src.close()
+        total = Summary(edges=[float(e) for e in edges])
+        for s in shards:  # merge in shard order (any order gives the same bits; this one is easy to audit)
+            part = results.get(s.index)
+            if part is None:
+                assert run_dir is not None
+                part = run_dir.read_shard(s.index)
+            total = total.merge(part)
+        result = StreamResult(total, seconds, sum(results[i].rows for i in results), len(shards),
+                              len(shards) - len(todo), kern.name, engine)
         if run_dir is not None:
-            run_dir.mark_finished(done_indices)  # the manifest, written by the driver only, is the record
-        if on_shard is not None:
-            on_shard(index, summary)
-
-    bar = _progress_bar(sum(s.stop - s.start for s in todo), progress, src.name)
-    start_time = time.perf_counter()
-    try:
-        if engine == "local":
-            results = run_shards(src, kern, todo, chunk_rows, run_dir, write_predictions, prefetch,
-                                 progress=bar.update if bar is not None else None, on_shard=record)
-        else:
-            spec = TaskSpec(src, net, tuple(float(e) for e in edges), nonfinite, kernel, chunk_rows,
-                            str(out) if out is not None else None, write_predictions, prefetch)
-
-            def record_dask(index: int, summary: Summary) -> None:
-                record(index, summary)
-                if bar is not None:
-                    bar.update(summary.rows)
-
-            results = run_dask(spec, todo, workers, scheduler, record_dask, on_client)
-    finally:
-        seconds = time.perf_counter() - start_time
-        if bar is not None:
-            bar.close()
-        kern.close()
-        src.close()
-    total = Summary(edges=[float(e) for e in edges])
-    for s in shards:  # merge in shard order (any order gives the same bits; this one is easy to audit)
-        part = results.get(s.index)
-        if part is None:
-            assert run_dir is not None
-            part = run_dir.read_shard(s.index)
-        total = total.merge(part)
-    result = StreamResult(total, seconds, sum(results[i].rows for i in results), len(shards),
-                          len(shards) - len(todo), kern.name, engine)
-    if run_dir is not None:
-        atomic_write_json(run_dir.root / "summary.json", result.to_json())
-    return result
+            atomic_write_json(run_dir.root / "summary.json", result.to_json())
+        return result
 
 
 def _progress_bar(total: int, progress: bool | None, name: str) -> Any:

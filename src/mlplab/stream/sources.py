@@ -17,9 +17,11 @@ import contextlib
 import ctypes
 import functools
 import glob
+import hashlib
 import mmap
 import os
 import re
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -96,6 +98,7 @@ class FileSource(Source):
             else:  # float64 files are read then rounded to float32
                 tmp = np.empty((hi - lo, self.d), f.dtype)
                 self._pread(i, f, first, tmp)
+                _check_float32_range(tmp, f.path, lo)
                 dest[...] = tmp
         return view
 
@@ -168,8 +171,12 @@ class FileSource(Source):
             got += n
 
     def fingerprint(self) -> dict[str, Any]:
+        """The files' identity for the manifest: path, size, modification time and a hash of sampled blocks, so
+        a --resume on a file rewritten in place (same size, other numbers) is noticed, not mixed in."""
+        blocks = max(2, min(16, 256 // len(self.files)))
+        size = max(4096, min(_SAMPLE_BYTES, (16 << 20) // (blocks * len(self.files))))  # at most ~16 MiB read
         return {"kind": self.kind, "d": self.d, "rows": self.rows,
-                "files": [{"path": str(f.path.resolve()), "bytes": f.path.stat().st_size} for f in self.files]}
+                "files": [_identity(f.path, blocks, size) for f in self.files]}
 
     def close(self) -> None:
         for m in [m for m, _ in self._maps.values()] + list(self._served.values()):
@@ -310,6 +317,21 @@ def open_source(spec: str, d: int, columns: int | None = None, seed: int = 0) ->
     return FileSource([_raw_file(p, width) for p in paths], width, "raw-float32-le")
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(rows: np.ndarray, path: Path, first_row: int) -> None:
+    """Finite float64 values beyond float32's range would become inf when rounded: name the row and the limit."""
+    with np.errstate(invalid="ignore"):
+        big = np.abs(rows) > _FLOAT32_MAX  # NaN compares False: the non-finite policy handles NaN and inf
+    big &= np.isfinite(rows)
+    if big.any():
+        r, c = (int(v) for v in np.argwhere(big)[0])
+        raise MlplabError(f"{path}: input row {first_row + r} (0-based) holds {float(rows[r, c])!r}, beyond float32's "
+                          f"largest finite value {_FLOAT32_MAX:.8g} (the stream computes in float32)",
+                          hint="scale the data into float32's range")
+
+
 def _check_d(got: int, d: int, spec: str) -> None:
     if got != d:
         raise MlplabError(f"{spec} has {got} columns but the network takes d = {d} inputs",
@@ -378,9 +400,33 @@ _libc = _load_libc()
 
 def _open(path: Path) -> int:
     try:
-        return os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise MlplabError(f"cannot read {path}: {exc.strerror}", hint="check the path and its permissions") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise MlplabError(f"SOURCE {path} is {kind}", hint=f"pass a file, or a quoted glob such as '{path}/*.npy'")
+    return fd
+
+
+_SAMPLE_BYTES = 1 << 16
+
+
+def _identity(path: Path, blocks: int, block_bytes: int = _SAMPLE_BYTES) -> dict[str, Any]:
+    """Path, size, mtime (ns) and the SHA-256 of `blocks` evenly spaced blocks (first and last included)."""
+    fd = _open(path)
+    try:
+        info = os.fstat(fd)
+        size = info.st_size
+        digest = hashlib.sha256()
+        last = max(0, size - block_bytes)
+        for offset in sorted({last * k // (blocks - 1) for k in range(blocks)}):
+            digest.update(os.pread(fd, block_bytes, offset))
+    finally:
+        os.close(fd)
+    return {"path": str(path.resolve()), "bytes": size, "mtime_ns": info.st_mtime_ns,
+            "sample_sha256": digest.hexdigest()[:32]}
 
 
 def _npy_file(path: Path) -> tuple[_File, int]:
