@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from clusters import gaussian_clusters
 from mlplab.mnist.config import resolve_config
 from mlplab.report.calibrate import Probe, Refiner, parallel_wall, probe_run, run_estimate
-from tests.clusters import gaussian_clusters
 
 
 def test_run_estimate_from_a_recorded_probe():
