@@ -54,3 +54,24 @@ def test_probe_times_real_batches_and_sees_divergence():
     assert torch.equal(torch.get_rng_state(), state), "the probe must leave the global RNG as it found it"
     wild = resolve_config(overrides=["training.learning_rate=1e6", "training.batch_size=32"])
     assert probe_run(wild, train, test, threads=1, budget_s=0.05).diverged
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_plan_estimates_mnist_runs_from_probes(monkeypatch, tmp_path):
+    """With MNIST at hand, each pending run is estimated from its own probe: a run that diverges at once is
+    estimated in seconds, and the parallel steps share the wall time of the batch they run in."""
+    from mlplab.report import steps
+    from mlplab.report.steps import Settings, build_steps
+
+    train = gaussian_clusters(2048, 784, seed=0, centre_seed=1)
+    test = gaussian_clusters(256, 784, seed=2, centre_seed=1)
+    monkeypatch.setattr(steps, "_safe_ready", lambda _d: True)
+    monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: (train, test))
+    settings = Settings(profile="tiny", results_dir=tmp_path, report_dir=tmp_path / "r", jobs=1,
+                        overrides={"experiments": ("baseline", "lr1"), "mnist_epochs": 3})
+    plan = {s.name: s for s in build_steps(settings, lambda _m: None, lambda: steps.StepOutput())}
+    base, lr1 = plan["mnist-baseline"].estimate_s, plan["mnist-lr1"].estimate_s
+    overhead = steps.PROBED_OVERHEAD_S
+    # lr = 1 diverges within its probe: one evaluation beyond the overhead, against three epochs of 32 batches
+    # and three evaluations for the baseline
+    assert 0 < lr1 - overhead < (base - overhead) / 2, (lr1, base)

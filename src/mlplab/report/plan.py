@@ -23,6 +23,7 @@ from typing import Any
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json, atomic_write_text
+from mlplab.report.calibrate import Refiner
 
 STATE_FILE = "reproduce-state.json"
 STATE_VERSION = 1
@@ -173,6 +174,7 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
         def log(message: str) -> None:
             tqdm.write(message, file=sys.stderr)
 
+    refiner = Refiner()  # scales what is left by how long the finished steps took against their estimates
     base = 0.0  # bar position when the current step started: the estimates of the steps before it
     try:
         for i, step in enumerate(steps, 1):
@@ -196,7 +198,10 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
             outcomes.append(outcome)
             if outcome.status == "done":
                 ok.add(step.name)
-                log(f"{head}: done in {format_duration(outcome.wall_s)}")
+                refiner.finished(step.estimate_s, outcome.wall_s)
+                rest = [s.estimate_s for s in steps[i:] if s.name in todo]
+                left = f"; about {format_duration(refiner.left(rest))} left" if rest else ""
+                log(f"{head}: done in {format_duration(outcome.wall_s)}{left}")
             else:
                 ok.discard(step.name)
                 state.forget(step.name)  # its old record no longer vouches for its outputs

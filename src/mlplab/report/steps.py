@@ -19,6 +19,7 @@ from typing import Any
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json
 from mlplab.report import parts
+from mlplab.report.calibrate import parallel_wall
 from mlplab.report.plan import Step, StepOutput, StepUnavailable
 from mlplab.tables import plural
 
@@ -67,14 +68,15 @@ class Settings:
         return hashlib.sha256(Path(self.problem_path).read_bytes()).hexdigest()[:16]
 
 
-# Rough wall times on a 2-core laptop-class CPU; good enough to plan a coffee break.
-SECTION1_S = 8.0
-SECTION2_S = 25.0
+# Wall times of the short steps, measured on the 2-core development machine (2026-12-04); the MNIST runs,
+# which are most of a full run, are estimated on the machine itself (`_probed_costs`).
+SECTION1_S = 2.0
+SECTION2_S = 8.0
 STREAM_ROWS_PER_S = 3.0e7
-MNIST_CHECK_S = 5.0
+MNIST_CHECK_S = 1.0
 MNIST_FETCH_S = 60.0
-REPORT_S = 10.0
-PDF_S = 40.0
+REPORT_S = 2.0
+PDF_S = 6.0
 
 
 def build_steps(settings: Settings, log: Callable[[str], None], report_step: Callable[[], StepOutput]) -> list[Step]:
@@ -211,6 +213,10 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
     n_jobs, threads = sweep.choose_jobs(max(1, len(pending)), settings.jobs)
     factor = _calibration(settings.results_dir)
     cost = {p.name: RUN_OVERHEAD_S + factor * sweep.estimated_cost(p.config) for p in plans}
+    cost.update(_probed_costs(settings, pending, threads))
+    # Runs side by side: each step's share of the wall time of the whole parallel batch, longest run first.
+    wall = parallel_wall([cost[p.name] for p in pending], n_jobs)
+    share = wall / max(sum(cost[p.name] for p in pending), 1e-9)
     batch = _MnistBatch(sweep, [p for p in pending], settings, n_jobs, threads, log)
     steps = []
     for plan in plans:
@@ -219,15 +225,43 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
         steps.append(Step(
             f"mnist-{plan.name}",
             f"MNIST {plan.name}, {plural(epochs, 'epoch')}" + (" (in parallel)" if parallel else ""),
-            cost[plan.name] / n_jobs if parallel else cost[plan.name], partial(batch.run, plan),
+            cost[plan.name] * share if parallel else cost[plan.name], partial(batch.run, plan),
             {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
-            tick_s=sum(cost[p.name] for p in pending) / n_jobs if leader else None,
+            tick_s=wall if leader else None,
             finished_s=_recorded_time(plan.run_dir) if plan.state == "done" else None))
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
                       {"epochs": epochs, "runs": names, "finished": sorted(p.name for p in plans if p not in pending)},
                       needs=("mnist-data",)))
     return steps
+
+
+def _probed_costs(settings: Settings, pending: list[Any], threads: int) -> dict[str, float]:
+    """Seconds per pending run from a few real batches of its configuration on this machine (see
+    `mlplab.report.calibrate`); empty when MNIST is not in the cache yet (then the cost model stands)."""
+    wanted = not settings.only or any(n == "mnist" or n.startswith("mnist-") for n in settings.only)
+    if not pending or not wanted or not _safe_ready(settings.data_dir):
+        return {}
+    from mlplab.mnist.data import load_mnist
+    from mlplab.mnist.train import split_validation
+    from mlplab.report.calibrate import probe_run, run_estimate
+
+    train, test = load_mnist(settings.data_dir)
+    out = {}
+    for plan in pending:
+        t = plan.config.training
+        fit, _ = split_validation(train, t.validation_split, t.seed)
+        done = _epochs_done(plan.run_dir) if plan.state == "resume" else 0
+        probe = probe_run(plan.config, fit, test, threads=threads)
+        out[plan.name] = run_estimate(probe, max(0, t.num_epochs - done), len(fit), t.batch_size, PROBED_OVERHEAD_S)
+    return out
+
+
+def _epochs_done(run_dir: Path) -> int:
+    try:
+        return max(0, len((run_dir / "metrics.csv").read_text().strip().splitlines()) - 1)
+    except OSError:
+        return 0
 
 
 def _recorded_time(run_dir: Path) -> float | None:
@@ -238,7 +272,8 @@ def _recorded_time(run_dir: Path) -> float | None:
         return None
 
 
-MNIST_COMPARE_S = 15.0
+MNIST_COMPARE_S = 6.0
+PROBED_OVERHEAD_S = 3.0  # per MNIST run on top of its probed batches: a worker starting, loading MNIST
 DEFAULT_CALIBRATION = 0.6  # wall seconds per unit of mlplab.mnist.sweep.estimated_cost (2-core CPU)
 RUN_OVERHEAD_S = 15.0  # per MNIST run: start-up, loading MNIST, evaluation
 
