@@ -152,6 +152,12 @@ def _names(names: Sequence[str], labels: Mapping[str, str]) -> str:
     return " and ".join(labels.get(n, n) for n in names)
 
 
+def _best_sentence(acc: Sequence[str], loss: Sequence[str], labels: Mapping[str, str]) -> str:
+    if set(acc) == set(loss):
+        return f"{_names(acc, labels)} gives both the best test accuracy and the lowest test loss."
+    return f"{_names(acc, labels)} gives the best test accuracy and {_names(loss, labels)} the lowest test loss."
+
+
 def batch_answer(runs: Sequence[tuple[str, str, int]], summaries: Mapping[str, Summary], n_train: int) -> str:
     """3.1 (5): which batch size is best, with updates per epoch and gradient noise."""
     labels = {name: label for name, label, _ in runs}
@@ -163,9 +169,7 @@ def batch_answer(runs: Sequence[tuple[str, str, int]], summaries: Mapping[str, S
                       f"{pct(present[name].get('test_accuracy'))}, lowest test loss "
                       f"{f4(present[name].get('best_test_loss'))}".replace(",", "{,}", 1)
                       for name, label, b in runs if name in present)
-    same = set(acc) == set(loss)
-    verdict = (f"{_names(acc, labels)} gives both the best test accuracy and the lowest test loss." if same else
-               f"{_names(acc, labels)} gives the best test accuracy and {_names(loss, labels)} the lowest test loss.")
+    verdict = _best_sentence(acc, loss, labels)
     why = (" The gradient of a batch of $B$ samples is an average, so its noise (variance) shrinks like $1/B$: "
            "$B = 6$ takes many noisy steps, $B = 6400$ few precise ones. With the same number of epochs the small "
            "batches make far more updates, which helps as long as the noise does not swamp the signal; the very "
@@ -195,9 +199,7 @@ def lr_answer(runs: Sequence[tuple[str, str, float]], summaries: Mapping[str, Su
                          f"{f4(s.get('best_test_loss'))}")
     if not acc:
         return "; ".join(facts) + ". Every run diverged."
-    same = set(acc) == set(loss)
-    verdict = (f"{_names(acc, labels)} gives both the best test accuracy and the lowest test loss." if same else
-               f"{_names(acc, labels)} gives the best test accuracy and {_names(loss, labels)} the lowest test loss.")
+    verdict = _best_sentence(acc, loss, labels)
     why = (" All three runs make the same number of updates (938 per epoch at $B = 64$) with the same gradient "
            "noise; what differs is the size of each step. Too large a step overshoots, and Adam's normalised "
            "updates of about $\\eta$ per weight are far too large at $\\eta = 1$; too small a step barely moves the "
