@@ -339,6 +339,9 @@ def test_pdf_typesetting_pages_and_answers(tiny_run):
     captions = [c for name in inputs for c in re.findall(r"\\caption\{(.*)\}", (report / f"{name}.tex").read_text())]
     assert len(inputs) == len(set(inputs)), "a table is shown twice"
     assert len(captions) == len(set(captions)), [c for c in captions if captions.count(c) > 1]
+    mnist = [name for name in inputs if "mnist" in name and "parameters" not in name]
+    for name in mnist:  # every MNIST table says how many epochs its runs trained
+        assert re.search(r"\\caption\{.*\d+ epochs?\b", (report / f"{name}.tex").read_text()), name
 
 
 @pytest.mark.slow

@@ -151,15 +151,19 @@ class Material:
         self.missing.append(what)
         return f"\\notproduced{{{tex(what)} Run \\texttt{{{tex(how)}}} to produce it.}}\n"
 
-    def table(self, rel: str | Iterable[str], what: str, how: str, label_suffix: str = "") -> str:
+    def table(self, rel: str | Iterable[str], what: str, how: str, label_suffix: str = "",
+              caption_note: str = "") -> str:
         """`\\input` of a booktabs table written by a section (its `.tex`, beside a `.json` of the same stem).
 
-        `label_suffix` makes the table's `\\label` unique where two results files use the same one."""
+        `label_suffix` makes the table's `\\label` unique where two results files use the same one;
+        `caption_note` is appended to its caption (e.g. the number of epochs the runs trained)."""
         src = self.find(rel)
         if src is None:
             return self.not_produced(what, how)
 
         def transform(text: str) -> str:
+            if caption_note:
+                text = re.sub(r"\\caption\{(.*)\}", lambda mm: f"\\caption{{{mm.group(1)}; {caption_note}}}", text)
             if label_suffix:
                 text = re.sub(r"\\label\{([^}]*)\}", lambda mm: f"\\label{{{mm.group(1)}-{label_suffix}}}", text)
             return _fit_tables(text)
@@ -173,7 +177,7 @@ class Material:
         path = dest.relative_to(self.report).with_suffix("").as_posix()
         return "{\\small\\setlength{\\tabcolsep}{3pt}\\input{" + path + "}}\n"
 
-    def table_part(self, rel: str, label_part: str, what: str, how: str) -> str:
+    def table_part(self, rel: str, label_part: str, what: str, how: str, caption_note: str = "") -> str:
         """One table out of a file holding several: the table whose `\\label` contains `label_part`.
 
         The chunk and the matching entry of the JSON beside it (same position) are saved as a pair under
@@ -192,7 +196,7 @@ class Material:
                 folder = ensure_dir(self.results / "report-tables")
                 atomic_write_text(folder / f"{stem}.tex", chunk + "\n")
                 atomic_write_json(folder / f"{stem}.json", {str(k): entries[k]})
-                return self.table(f"report-tables/{stem}.tex", what, how)
+                return self.table(f"report-tables/{stem}.tex", what, how, caption_note=caption_note)
         return self.not_produced(what, how)
 
     def fragment(self, rel: str | Iterable[str], what: str, how: str, demote: bool = False) -> str:

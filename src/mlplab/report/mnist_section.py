@@ -57,9 +57,9 @@ class MnistRuns:
                              f"MNIST, {tex(title.lower())}: training loss (dashed) and test loss (solid) per epoch, "
                              f"{am.plural(epochs, 'epoch')}.", f"The {title.lower()} figure.", RUN3, width="0.75")
 
-    def table(self, name: str, title: str) -> str:
+    def table(self, name: str, title: str, epochs: int) -> str:
         return self.m.table_part(f"{self.rel}/comparisons/comparisons.tex", "mnist-" + name.replace("_", "-"),
-                                 f"The {title.lower()} table.", RUN3)
+                                 f"The {title.lower()} table.", RUN3, caption_note=am.plural(epochs, "epoch"))
 
 
 def setup_paragraph(s: dict[str, Any], config: dict[str, Any], epochs: int, total_s: float) -> str:
@@ -117,7 +117,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
            runs.figure("batch_size", comp["batch_size"][0], done),
            question("3.1 (4)", "Learning curves and best epochs for $B \\in \\{6, 64, 6400\\}$"),
            answer(am.best_epoch_list(comp["batch_size"][1], s) + am.reduced_note(done, asked)),
-           runs.table("batch_size", "batch size"),
+           runs.table("batch_size", "batch size", done),
            question("3.1 (5)", "The best batch size"),
            answer(am.batch_answer((("batch6", "$B = 6$", 6), ("baseline", "$B = 64$", 64),
                                    ("batch6400", "$B = 6400$", 6400)), s, N_TRAIN) + am.reduced_note(done, asked)),
@@ -127,7 +127,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
            runs.figure("learning_rate", comp["learning_rate"][0], done),
            question("3.1 (7)", "Learning curves and best epochs for $\\eta \\in \\{1, 0.001, 0.00001\\}$"),
            answer(am.best_epoch_list(comp["learning_rate"][1], s) + am.reduced_note(done, asked)),
-           runs.table("learning_rate", "learning rate"),
+           runs.table("learning_rate", "learning rate", done),
            question("3.1 (8)", "The best learning rate"),
            answer(am.lr_answer((("lr1", "$\\eta = 1$", 1.0), ("baseline", "$\\eta = 0.001$", 1e-3),
                                 ("lr0.00001", "$\\eta = 0.00001$", 1e-5)), s) + am.reduced_note(done, asked)),
@@ -143,7 +143,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
            question("3.2 (11)", "The small network against the baseline"),
            answer(am.capacity_answer(base, s.get("hidden16", {}), params) + am.reduced_note(done, asked)),
            runs.figure("capacity", comp["capacity"][0], done),
-           runs.table("capacity", "hidden sizes"),
+           runs.table("capacity", "hidden sizes", done),
            question("3.2 (11, second)", "What \\texttt{nn.Dropout} does"),
            answer("During training, \\texttt{nn.Dropout(p)} sets each input unit to zero with probability $p$ "
                   "(here $p = 0.2$), independently for every sample and step, and scales the kept ones by "
@@ -155,7 +155,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
            answer(am.dropout_answer(s.get("hidden16", {}), s.get("hidden16_nodropout", {}))
                   + am.reduced_note(done, asked)),
            runs.figure("dropout16", comp["dropout16"][0], done),
-           runs.table("dropout16", "dropout with hidden [16]"),
+           runs.table("dropout16", "dropout with hidden [16]", done),
            question("3.2 (13)", "The output activation, and why not a sigmoid"),
            answer("None: the last layer is a plain \\texttt{Linear} layer that outputs 10 raw scores (logits), and "
                   "\\texttt{nn.CrossEntropyLoss} applies the log-softmax itself. A sigmoid would squash each of the "
@@ -172,9 +172,10 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
                   "$\\mathbf{p} - \\mathbf{y}$ with respect to the logits \\citep[sec.~6.2.2.3]{goodfellow2016deep}."),
            question("3.2 (15)", "A softmax appended to the network"),
            answer(am.softmax_answer(base, s.get("softmax", {}), floor)),
-           m.table([f"{mnist_rel}/comparisons/softmax.tex"], "The logits-against-probabilities table.", RUN3),
+           m.table([f"{mnist_rel}/comparisons/softmax.tex"], "The logits-against-probabilities table.", RUN3,
+                   caption_note=f"models trained for {am.plural(done, 'epoch')}"),
            runs.figure("softmax", comp["softmax"][0], done),
-           runs.table("softmax", "logits against softmax"),
+           runs.table("softmax", "logits against softmax", done),
            question("3.2 (16)", "Raw logits against probabilities"),
            answer("Logits are unbounded real scores: only their differences matter (adding a constant to all ten "
                   "changes nothing), and their size is not a calibrated confidence. The softmax turns them into "
