@@ -173,3 +173,16 @@ def test_stream_answer_arithmetic():
     assert "$12$~TB" in text and "about $2.8$ hours" in text and "$125{,}000$" in text  # 1e12 / 1e8 s = 2.78 h
     no_run = af.stream_answer(None, 3)
     assert "chunks" in no_run and "arithmetic" not in no_run
+
+
+def test_why_follows_the_numbers_when_the_slow_run_wins_on_loss():
+    """After 100 epochs the default lr overfits (test loss 0.10 above its minimum) while lr = 1e-5 is still
+    improving: the answer must say so rather than call the small step too slow."""
+    runs = (("lr1", "lr=1", 1.0), ("base", "lr=0.001", 1e-3), ("small", "lr=1e-5", 1e-5))
+    s = {"lr1": _summary(0.11, math.nan, divergent=True, divergence={"epoch": 1, "batch": 2, "loss": 2.6e7}),
+         "base": {**_summary(0.985, 0.060), "test_loss": 0.163, "best_epoch": 8},
+         "small": {**_summary(0.983, 0.057), "test_loss": 0.057, "best_epoch": 100}}
+    text = am.lr_answer(runs, s)
+    assert "lr=0.001 gives the best test accuracy and lr=1e-5 the lowest test loss" in text
+    assert "For lr=1e-5: its small steps move slowly and it was still improving at the last epoch" in text
+    assert "0.1030 for lr=0.001 (overfitting" in text

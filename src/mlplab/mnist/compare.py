@@ -240,8 +240,9 @@ def softmax_table(logits: torch.Tensor, probabilities: torch.Tensor, labels: tor
         for kind, values in zip(kinds, (logits[i], probabilities[i])):
             total = float(values.sum()) if kind != "logits" else None  # a sum is meaningful for probabilities
             rows.append([int(idx), int(labels[i]), kind, *(float(v) for v in values), total, int(values.argmax())])
+    # Two decimals: trained logits reach three digits before the point, and 15 columns must fit a page.
     return Table(title, ["image", "label", "output", *map(str, range(classes)), "sum", "argmax"], rows,
-                 decimals=3, rules_after=list(range(1, len(rows), 2)))
+                 decimals=2, rules_after=list(range(1, len(rows), 2)))
 
 
 def parameter_table(models: Mapping[str, Sequence[int]], input_size: int = 784, num_classes: int = 10,

@@ -171,11 +171,44 @@ def batch_answer(runs: Sequence[tuple[str, str, int]], summaries: Mapping[str, S
                       for name, label, b in runs if name in present)
     verdict = _best_sentence(acc, loss, labels)
     why = (" The gradient of a batch of $B$ samples is an average, so its noise (variance) shrinks like $1/B$: "
-           "$B = 6$ takes many noisy steps, $B = 6400$ few precise ones. With the same number of epochs the small "
-           "batches make far more updates, which helps as long as the noise does not swamp the signal; the very "
-           "large batch makes too few updates to get far, and a middle size combines enough updates with "
-           "moderate noise (which also acts as a mild regulariser).")
-    return f"{facts}. {verdict}{why}"
+           "over the same epochs $B = 6$ makes many noisy updates and $B = 6400$ few precise ones.")
+    order = [name for name, _, _ in runs if name in present]
+    return f"{facts}. {verdict}{why} " + _why_best(acc + [n for n in loss if n not in acc], order, present, labels,
+                                                  "updates")
+
+
+def _rise(s: Summary) -> float:
+    # How far the final test loss ended above the lowest one: the overfitting after the best epoch.
+    try:
+        return float(s["test_loss"]) - float(s["best_test_loss"])
+    except (KeyError, TypeError, ValueError):
+        return math.nan
+
+
+def _why_best(winners: Sequence[str], order: Sequence[str], runs: Mapping[str, Summary],
+              labels: Mapping[str, str], axis: str) -> str:
+    """Why each winner won, from where it sits in `order` (smallest to largest batch or step) and its curve."""
+    out = []
+    for name in winners:
+        s, i = runs[name], order.index(name)
+        late = int(s.get("best_epoch") or 0) >= int(s.get("epochs_run") or 0)
+        others = [n for n in order if n != name and not runs[n].get("divergent")]
+        rose = [n for n in others if _rise(runs[n]) > _rise(s)]
+        overfit = (f"its test loss ended only {f4(_rise(s))} above its minimum, against "
+                   + ", ".join(f"{f4(_rise(runs[n]))} for {labels[n]}" for n in rose) + " (overfitting after their "
+                   "best epochs)") if rose else ""
+        if i == len(order) - 1:
+            reason = ("its low-noise steps were still enough to converge" if axis == "updates" else
+                      "its large steps still converged")
+        elif i == 0:
+            reason = ("its many small, noisy steps explore the most" if axis == "updates" else
+                      "its small steps move slowly" + (" and it was still improving at the last epoch" if late
+                                                      else ""))
+        else:
+            reason = ("it combines enough updates with moderate noise" if axis == "updates" else
+                      "its steps are large enough to converge in a few epochs and small enough to stay stable")
+        out.append(f"For {labels[name]}: {reason}" + (f"; {overfit}" if overfit else "") + ".")
+    return " ".join(out)
 
 
 def lr_answer(runs: Sequence[tuple[str, str, float]], summaries: Mapping[str, Summary]) -> str:
@@ -201,10 +234,12 @@ def lr_answer(runs: Sequence[tuple[str, str, float]], summaries: Mapping[str, Su
         return "; ".join(facts) + ". Every run diverged."
     verdict = _best_sentence(acc, loss, labels)
     why = (" All three runs make the same number of updates (938 per epoch at $B = 64$) with the same gradient "
-           "noise; what differs is the size of each step. Too large a step overshoots, and Adam's normalised "
-           "updates of about $\\eta$ per weight are far too large at $\\eta = 1$; too small a step barely moves the "
-           "weights in the time given. $\\eta = 10^{-3}$ is the default that \\citet{kingma2015adam} propose for Adam.")
-    return "; ".join(facts) + ". " + verdict + why
+           "noise; what differs is the size of each step. Adam's updates are about $\\eta$ per weight whatever the "
+           "gradient's scale, so $\\eta = 1$ overshoots at once, while a very small $\\eta$ needs many epochs to "
+           "get anywhere; $\\eta = 10^{-3}$ is the default that \\citet{kingma2015adam} propose.")
+    order = [name for name, _, _ in runs if name in present]
+    return ("; ".join(facts) + ". " + verdict + why + " "
+            + _why_best(acc + [n for n in loss if n not in acc], order[::-1], present, labels, "step"))
 
 
 def capacity_answer(base: Summary, small: Summary, params: tuple[int, int]) -> str:

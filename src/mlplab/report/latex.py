@@ -152,7 +152,7 @@ class Material:
         return f"\\notproduced{{{tex(what)} Run \\texttt{{{tex(how)}}} to produce it.}}\n"
 
     def table(self, rel: str | Iterable[str], what: str, how: str, label_suffix: str = "",
-              caption_note: str = "") -> str:
+              caption_note: str = "", colsep: float = 3.0) -> str:
         """`\\input` of a booktabs table written by a section (its `.tex`, beside a `.json` of the same stem).
 
         `label_suffix` makes the table's `\\label` unique where two results files use the same one;
@@ -175,7 +175,7 @@ class Material:
                                   "json": source_json.relative_to(self.results).as_posix()})
         # Smaller type and padding: some tables carry long text columns (verdict reasons, errata).
         path = dest.relative_to(self.report).with_suffix("").as_posix()
-        return "{\\small\\setlength{\\tabcolsep}{3pt}\\input{" + path + "}}\n"
+        return "{\\small\\setlength{\\tabcolsep}{" + f"{colsep:g}" + "pt}\\input{" + path + "}}\n"
 
     def table_part(self, rel: str, label_part: str, what: str, how: str, caption_note: str = "") -> str:
         """One table out of a file holding several: the table whose `\\label` contains `label_part`.

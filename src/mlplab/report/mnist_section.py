@@ -173,7 +173,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
            question("3.2 (15)", "A softmax appended to the network"),
            answer(am.softmax_answer(base, s.get("softmax", {}), floor)),
            m.table([f"{mnist_rel}/comparisons/softmax.tex"], "The logits-against-probabilities table.", RUN3,
-                   caption_note=f"models trained for {am.plural(done, 'epoch')}"),
+                   caption_note=f"models trained for {am.plural(done, 'epoch')}", colsep=1.5),
            runs.figure("softmax", comp["softmax"][0], done),
            runs.table("softmax", "logits against softmax", done),
            question("3.2 (16)", "Raw logits against probabilities"),

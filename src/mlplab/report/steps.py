@@ -231,7 +231,8 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
             finished_s=_recorded_time(plan.run_dir) if plan.state == "done" else None))
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
-                      {"epochs": epochs, "runs": names, "finished": sorted(p.name for p in plans if p not in pending)},
+                      {"epochs": epochs, "runs": names, "finished": sorted(p.name for p in plans if p not in pending),
+                       "code": source_digest()},
                       needs=("mnist-data",)))
     return steps
 
