@@ -93,6 +93,9 @@ def test_capacity_and_dropout_answers_follow_the_numbers():
     with_d = {"test_loss": 0.16, "final_train_loss": 0.20, "test_accuracy": 0.950}
     without = {"test_loss": 0.14, "final_train_loss": 0.10, "test_accuracy": 0.957}
     assert "Removing dropout helps" in am.dropout_answer(with_d, without)
+    assert "even though its gap grows" in am.dropout_answer(with_d, without)  # gap 0.04 against -0.04
+    tight = {**without, "test_loss": 0.05}  # gap -0.05: no more overfitting than with dropout
+    assert "its gap does not grow" in am.dropout_answer(with_d, tight)
     assert "Dropout helps here" in am.dropout_answer(without, with_d)
     assert "missing" in am.dropout_answer({}, without)
 

@@ -271,9 +271,12 @@ def dropout_answer(with_dropout: Summary, without: Summary) -> str:
             f"(with dropout {f4(with_dropout['final_train_loss'])}) and a test accuracy of "
             f"{pct(without['test_accuracy'])} (with dropout {pct(with_dropout['test_accuracy'])}); the "
             f"test-minus-training loss gap is {f4(gn)} against {f4(gw)}. "
-            + ("Removing dropout helps this small network: with only 16 hidden units it underfits rather than "
-               "overfits, so the noise dropout adds (each step trains a thinned network) costs more capacity than "
-               "the regularisation gains." if better else
+            + (("Removing dropout helps this small network: its test accuracy is higher"
+                + (" even though its gap grows, so with only 16 hidden units the capacity that dropout takes away "
+                   "(each step trains a thinned network) costs more than the overfitting it prevents."
+                   if gn > gw else ", and its gap does not grow: with only 16 hidden units there is little "
+                   "overfitting for dropout to prevent."))
+               if better else
                "Dropout helps here: the thinned networks it trains act as a regulariser and the test accuracy is "
                "higher with it.")
             + " Note that the training loss with dropout is measured with units dropped, so it overstates the loss "
