@@ -55,7 +55,7 @@ def ai_statement(profile: str, command: str) -> str:
             "\\texttt{" + tex(command) + "} (" + tex(profile) + " settings): every number, table, figure, code "
             "listing and the wording of every answer come from that program and the runs it made, and each answer "
             "is produced by a rule that reads the numbers of this run. mlplab itself was written with the help of "
-            "AI coding assistants and reviewed by its maintainers. A student who hands this in should replace "
+            "AI coding assistants. A student who hands this in should replace "
             "this paragraph with an exact account of their own use of such tools (for example: which answers they "
             "rewrote, which code they wrote themselves, and what they used an assistant for), as the assignment "
             "requires.")
