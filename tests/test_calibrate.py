@@ -75,3 +75,32 @@ def test_plan_estimates_mnist_runs_from_probes(monkeypatch, tmp_path):
     # lr = 1 diverges within its probe: one evaluation beyond the overhead, against three epochs of 32 batches
     # and three evaluations for the baseline
     assert 0 < lr1 - overhead < (base - overhead) / 2, (lr1, base)
+
+
+def test_run_plan_refines_what_is_left_and_counts_a_batch_once(tmp_path):
+    """The leader of side-by-side runs is judged against the batch's wall time; once it is done, the runs it
+    trained (batched steps) no longer count as work left."""
+    import time
+
+    from mlplab.report.plan import PlanState, Step, StepOutput, run_plan
+
+    def sleep(seconds: float):
+        def run() -> StepOutput:
+            time.sleep(seconds)
+            return StepOutput()
+        return run
+
+    steps = [Step("leader", "batch", 0.01, sleep(0.2), tick_s=0.1),
+             Step("follower", "trained by the leader", 100.0, sleep(0.0), batched=True),
+             Step("last", "after", 1.0, sleep(0.0))]
+    lines: list[str] = []
+    run_plan(steps, PlanState(tmp_path), progress=False, log=lines.append)
+    done = [line for line in lines if ": done in" in line]
+    assert len(done) == 3
+    # after the leader: about 2 x 1 s left (it took about twice its batch estimate), not 2 x 101 s
+    import re
+
+    for line in done[:2]:
+        left = re.search(r"about (\d+) s left", line)
+        assert left is not None and 1 <= int(left.group(1)) <= 9, done
+    assert "left" not in done[2]

@@ -233,12 +233,17 @@ def test_fetch_killed_at_random_points_leaves_a_clean_cache(tmp_path):
 # ---------------------------------------------------------------- SIGINT to a sweep's parent
 
 SWEEP = """
-    import sys, torch
+    import signal, sys, torch
+    # A shell that starts a job in the background without job control has it ignore SIGINT, and Python then
+    # keeps ignoring it; a process manager's child hears it, as this one must.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from clusters import gaussian_clusters
     from mlplab.mnist.experiments import EXPERIMENTS
     from mlplab.mnist.sweep import SweepOptions, plan_sweep, run_sweep
     data = gaussian_clusters(5000, 784, 1, 99), gaussian_clusters(200, 784, 2, 99)
-    names = ["hidden16", "hidden16_nodropout", "lr1", "lr0.00001"]
+    # Four runs that neither diverge nor finish within seconds (the two large models start first), so the
+    # signal always arrives while two run and two wait.
+    names = ["baseline", "lr0.00001", "hidden16", "hidden16_nodropout"]
     plans = plan_sweep([EXPERIMENTS[n] for n in names], sys.argv[1], epochs=50)
     print(len(plans), flush=True)
     run_sweep(plans, SweepOptions(data=data, progress=False), jobs=2)

@@ -54,6 +54,7 @@ class Step:
     needs: tuple[str, ...] = ()  # steps that must have succeeded in this run or before
     tick_s: float | None = None  # how long the bar may creep during the step (default: its estimate)
     finished_s: float | None = None  # finished outside the state file (an MNIST run of an interrupted sweep): its time
+    batched: bool = False  # its work is done by the step with `tick_s` before it (runs trained side by side)
 
     @property
     def fingerprint(self) -> str:
@@ -175,6 +176,7 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
             tqdm.write(message, file=sys.stderr)
 
     refiner = Refiner()  # scales what is left by how long the finished steps took against their estimates
+    batch_done = False  # the leader of the side-by-side MNIST runs has finished them all
     base = 0.0  # bar position when the current step started: the estimates of the steps before it
     try:
         for i, step in enumerate(steps, 1):
@@ -198,8 +200,10 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
             outcomes.append(outcome)
             if outcome.status == "done":
                 ok.add(step.name)
-                refiner.finished(step.estimate_s, outcome.wall_s)
-                rest = [s.estimate_s for s in steps[i:] if s.name in todo]
+                if not step.batched:  # a batch leader's estimate is the whole batch's (`tick_s`)
+                    refiner.finished(step.tick_s if step.tick_s is not None else step.estimate_s, outcome.wall_s)
+                    batch_done = batch_done or step.tick_s is not None
+                rest = [s.estimate_s for s in steps[i:] if s.name in todo and not (s.batched and batch_done)]
                 left = f"; about {format_duration(refiner.left(rest))} left" if rest else ""
                 log(f"{head}: done in {format_duration(outcome.wall_s)}{left}")
             else:

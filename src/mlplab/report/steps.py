@@ -70,13 +70,13 @@ class Settings:
 
 # Wall times of the short steps, measured on the 2-core development machine (2026-12-04); the MNIST runs,
 # which are most of a full run, are estimated on the machine itself (`_probed_costs`).
-SECTION1_S = 2.0
-SECTION2_S = 8.0
+SECTION1_S = 1.5
+SECTION2_S = 4.0
 STREAM_ROWS_PER_S = 3.0e7
 MNIST_CHECK_S = 1.0
 MNIST_FETCH_S = 60.0
-REPORT_S = 2.0
-PDF_S = 6.0
+REPORT_S = 1.0
+PDF_S = 3.0
 
 
 def build_steps(settings: Settings, log: Callable[[str], None], report_step: Callable[[], StepOutput]) -> list[Step]:
@@ -227,7 +227,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
             f"MNIST {plan.name}, {plural(epochs, 'epoch')}" + (" (in parallel)" if parallel else ""),
             cost[plan.name] * share if parallel else cost[plan.name], partial(batch.run, plan),
             {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
-            tick_s=wall if leader else None,
+            tick_s=wall if leader else None, batched=parallel and not leader,
             finished_s=_recorded_time(plan.run_dir) if plan.state == "done" else None))
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
@@ -273,7 +273,7 @@ def _recorded_time(run_dir: Path) -> float | None:
         return None
 
 
-MNIST_COMPARE_S = 6.0
+MNIST_COMPARE_S = 4.0
 PROBED_OVERHEAD_S = 3.0  # per MNIST run on top of its probed batches: a worker starting, loading MNIST
 DEFAULT_CALIBRATION = 0.6  # wall seconds per unit of mlplab.mnist.sweep.estimated_cost (2-core CPU)
 RUN_OVERHEAD_S = 15.0  # per MNIST run: start-up, loading MNIST, evaluation
