@@ -31,16 +31,19 @@ def test_parallel_wall_is_bounded_by_the_longest_run_and_the_average():
 
 
 def test_refiner_on_recorded_step_times():
-    """Steps that took half their estimate make the rest half as long; before any step, the estimate stands."""
+    """MNIST runs that took half their probed estimate make the MNIST runs left half as long; a section that
+    beat its constant changes nothing for them; before any step, the estimates stand."""
     r = Refiner()
-    left = [30.0, 900.0, 60.0]
-    assert r.left(left) == pytest.approx(990.0)
-    r.finished(estimate_s=8.0, actual_s=2.0)    # section1: 8 s estimated, 2 s measured
-    r.finished(estimate_s=25.0, actual_s=14.5)  # section2
-    assert r.ratio == pytest.approx(16.5 / 33.0)
-    assert r.left(left) == pytest.approx(0.5 * 990.0)
-    r.finished(estimate_s=0.0, actual_s=3.0)    # an unestimated step does not skew the ratio
-    assert r.ratio == pytest.approx(0.5)
+    left = [("mnist", 900.0), ("mnist", 60.0), ("report", 8.0)]
+    assert r.left(left) == pytest.approx(968.0)
+    r.finished("section1", estimate_s=8.0, actual_s=2.0)  # a short step 4x faster than its constant
+    assert r.left(left) == pytest.approx(968.0)
+    r.finished("mnist", estimate_s=300.0, actual_s=150.0)
+    r.finished("mnist", estimate_s=100.0, actual_s=50.0)
+    assert r.ratio("mnist") == pytest.approx(0.5) and r.ratio("report") == 1.0
+    assert r.left(left) == pytest.approx(0.5 * 960.0 + 8.0)
+    r.finished("mnist", estimate_s=0.0, actual_s=3.0)  # an unestimated step does not skew the ratio
+    assert r.ratio("mnist") == pytest.approx(0.5)
 
 
 @pytest.mark.usefixtures("restore_threads")
@@ -90,9 +93,9 @@ def test_run_plan_refines_what_is_left_and_counts_a_batch_once(tmp_path):
             return StepOutput()
         return run
 
-    steps = [Step("leader", "batch", 0.01, sleep(0.2), tick_s=0.1),
-             Step("follower", "trained by the leader", 100.0, sleep(0.0), batched=True),
-             Step("last", "after", 1.0, sleep(0.0))]
+    steps = [Step("mnist-leader", "batch", 0.01, sleep(0.2), tick_s=0.1),
+             Step("mnist-follower", "trained by the leader", 100.0, sleep(0.0), batched=True),
+             Step("mnist-last", "after", 1.0, sleep(0.0))]
     lines: list[str] = []
     run_plan(steps, PlanState(tmp_path), progress=False, log=lines.append)
     done = [line for line in lines if ": done in" in line]

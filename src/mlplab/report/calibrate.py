@@ -90,28 +90,31 @@ def probe_run(config: Any, train: Any, test: Any, threads: int | None = None, bu
 
 
 class Refiner:
-    """Scales the estimates of the steps left by the measured/estimated ratio of the steps finished so far.
+    """Scales the estimates of the steps left by the measured/estimated ratio of finished steps of the same kind.
+
+    Kinds keep unlike estimates apart: MNIST runs are estimated from probes and the short steps from constants,
+    so a section that ran faster than its constant says nothing about the MNIST runs.
 
     >>> r = Refiner()
-    >>> r.left([10.0, 20.0])
+    >>> r.left([("mnist", 10.0), ("report", 20.0)])
     30.0
-    >>> r.finished(estimate_s=10.0, actual_s=5.0)
-    >>> r.left([20.0])
-    10.0
+    >>> r.finished("mnist", estimate_s=10.0, actual_s=5.0)
+    >>> r.left([("mnist", 20.0), ("report", 4.0)])
+    14.0
     """
 
     def __init__(self) -> None:
-        self.estimated = 0.0
-        self.actual = 0.0
+        self.estimated: dict[str, float] = {}
+        self.actual: dict[str, float] = {}
 
-    def finished(self, estimate_s: float, actual_s: float) -> None:
+    def finished(self, kind: str, estimate_s: float, actual_s: float) -> None:
         if estimate_s > 0:
-            self.estimated += estimate_s
-            self.actual += actual_s
+            self.estimated[kind] = self.estimated.get(kind, 0.0) + estimate_s
+            self.actual[kind] = self.actual.get(kind, 0.0) + actual_s
 
-    @property
-    def ratio(self) -> float:
-        return self.actual / self.estimated if self.estimated > 0 else 1.0
+    def ratio(self, kind: str) -> float:
+        est = self.estimated.get(kind, 0.0)
+        return self.actual[kind] / est if est > 0 else 1.0
 
-    def left(self, estimates: Sequence[float]) -> float:
-        return self.ratio * sum(estimates)
+    def left(self, estimates: Sequence[tuple[str, float]]) -> float:
+        return sum(self.ratio(kind) * est for kind, est in estimates)

@@ -57,6 +57,11 @@ class Step:
     batched: bool = False  # its work is done by the step with `tick_s` before it (runs trained side by side)
 
     @property
+    def kind(self) -> str:
+        """Steps whose estimates come from one source (all MNIST runs, one name each otherwise)."""
+        return self.name.split("-")[0]
+
+    @property
     def fingerprint(self) -> str:
         """Hash of the settings this step depends on.
 
@@ -201,9 +206,11 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
             if outcome.status == "done":
                 ok.add(step.name)
                 if not step.batched:  # a batch leader's estimate is the whole batch's (`tick_s`)
-                    refiner.finished(step.tick_s if step.tick_s is not None else step.estimate_s, outcome.wall_s)
+                    refiner.finished(step.kind, step.tick_s if step.tick_s is not None else step.estimate_s,
+                                     outcome.wall_s)
                     batch_done = batch_done or step.tick_s is not None
-                rest = [s.estimate_s for s in steps[i:] if s.name in todo and not (s.batched and batch_done)]
+                rest = [(s.kind, s.estimate_s) for s in steps[i:]
+                        if s.name in todo and not (s.batched and batch_done)]
                 left = f"; about {format_duration(refiner.left(rest))} left" if rest else ""
                 log(f"{head}: done in {format_duration(outcome.wall_s)}{left}")
             else:
