@@ -89,6 +89,45 @@ def probe_run(config: Any, train: Any, test: Any, threads: int | None = None, bu
         torch.set_rng_state(rng)
 
 
+_WORKER_DATA: dict[str, Any] = {}  # a probe worker process's MNIST, loaded once (the pool's processes end with it)
+
+
+def _probe_with(data: tuple[Any, Any], config: Any, threads: int | None, budget_s: float) -> Probe:
+    from mlplab.mnist.train import split_validation
+
+    train, test = data
+    fit, _ = split_validation(train, config.training.validation_split, config.training.seed)
+    return probe_run(config, fit, test, threads=threads, budget_s=budget_s)
+
+
+def _probe_in_worker(config: Any, data_dir: Any, threads: int | None, budget_s: float) -> Probe:
+    from mlplab.mnist.data import load_mnist
+
+    key = str(data_dir)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = load_mnist(data_dir)
+    return _probe_with(_WORKER_DATA[key], config, threads, budget_s)
+
+
+def probe_runs(configs: Sequence[Any], data_dir: Any, jobs: int, threads: int | None,
+               budget_s: float = 0.4) -> list[Probe]:
+    """Probe every config the way the runs will train: `jobs` worker processes side by side, so the probes
+    share the machine as the runs will (two runs on two vCPUs of one core each get about half of it).
+
+    With `jobs` = 1 the probes run in this process, one after another."""
+    if jobs <= 1 or len(configs) <= 1:
+        from mlplab.mnist.data import load_mnist
+
+        data = load_mnist(data_dir)
+        return [_probe_with(data, c, threads, budget_s) for c in configs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_probe_in_worker, configs, [data_dir] * len(configs), [threads] * len(configs),
+                             [budget_s] * len(configs)))
+
+
 class Refiner:
     """Scales the estimates of the steps left by the measured/estimated ratio of finished steps of the same kind.
 

@@ -213,7 +213,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
     n_jobs, threads = sweep.choose_jobs(max(1, len(pending)), settings.jobs)
     factor = _calibration(settings.results_dir)
     cost = {p.name: RUN_OVERHEAD_S + factor * sweep.estimated_cost(p.config) for p in plans}
-    cost.update(_probed_costs(settings, pending, threads))
+    cost.update(_probed_costs(settings, pending, n_jobs, threads))
     # Runs side by side: each step's share of the wall time of the whole parallel batch, longest run first.
     wall = parallel_wall([cost[p.name] for p in pending], n_jobs)
     share = wall / max(sum(cost[p.name] for p in pending), 1e-9)
@@ -237,25 +237,26 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
     return steps
 
 
-def _probed_costs(settings: Settings, pending: list[Any], threads: int) -> dict[str, float]:
-    """Seconds per pending run from a few real batches of its configuration on this machine (see
-    `mlplab.report.calibrate`); empty when MNIST is not in the cache yet (then the cost model stands)."""
+def _probed_costs(settings: Settings, pending: list[Any], jobs: int, threads: int) -> dict[str, float]:
+    """Seconds per pending run from a few real batches of its configuration on this machine, probed `jobs` at a
+    time as the runs will train (see `mlplab.report.calibrate`); empty when MNIST is not in the cache yet (then
+    the cost model stands)."""
     wanted = not settings.only or any(n == "mnist" or n.startswith("mnist-") for n in settings.only)
     if not pending or not wanted or not _safe_ready(settings.data_dir):
         return {}
-    from mlplab.mnist.data import load_mnist
-    from mlplab.mnist.train import split_validation
-    from mlplab.report.calibrate import probe_run, run_estimate
+    from mlplab.report.calibrate import probe_runs, run_estimate
 
-    train, test = load_mnist(settings.data_dir)
+    probes = probe_runs([p.config for p in pending], settings.data_dir, jobs, threads)
     out = {}
-    for plan in pending:
+    for plan, probe in zip(pending, probes):
         t = plan.config.training
-        fit, _ = split_validation(train, t.validation_split, t.seed)
+        n_fit = N_TRAIN - round(N_TRAIN * t.validation_split)
         done = _epochs_done(plan.run_dir) if plan.state == "resume" else 0
-        probe = probe_run(plan.config, fit, test, threads=threads)
-        out[plan.name] = run_estimate(probe, max(0, t.num_epochs - done), len(fit), t.batch_size, PROBED_OVERHEAD_S)
+        out[plan.name] = run_estimate(probe, max(0, t.num_epochs - done), n_fit, t.batch_size, PROBED_OVERHEAD_S)
     return out
+
+
+N_TRAIN = 60000  # MNIST's training images
 
 
 def _epochs_done(run_dir: Path) -> int:
