@@ -55,11 +55,11 @@ class Step:
     tick_s: float | None = None  # how long the bar may creep during the step (default: its estimate)
     finished_s: float | None = None  # finished outside the state file (an MNIST run of an interrupted sweep): its time
     batched: bool = False  # its work is done by the step with `tick_s` before it (runs trained side by side)
+    group: str = ""  # steps whose estimates come from one source share a group (the MNIST runs); default: name
 
     @property
     def kind(self) -> str:
-        """Steps whose estimates come from one source (all MNIST runs, one name each otherwise)."""
-        return self.name.split("-")[0]
+        return self.group or self.name
 
     @property
     def fingerprint(self) -> str:

@@ -227,7 +227,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
             f"MNIST {plan.name}, {plural(epochs, 'epoch')}" + (" (in parallel)" if parallel else ""),
             cost[plan.name] * share if parallel else cost[plan.name], partial(batch.run, plan),
             {"experiment": plan.name, "epochs": epochs, "config": str(plan.config)}, needs=("mnist-data",),
-            tick_s=wall if leader else None, batched=parallel and not leader,
+            tick_s=wall if leader else None, batched=parallel and not leader, group="mnist-run",
             finished_s=_recorded_time(plan.run_dir) if plan.state == "done" else None))
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
