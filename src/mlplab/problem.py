@@ -92,7 +92,7 @@ def load_problem(path: str | Path | None = None) -> Problem:
     """
     if path is None:
         text = resources.files("mlplab").joinpath("data", SEED_PROBLEM).read_text()
-        source = "the built-in seed problem"
+        source = "the built-in problem of the assignment"
     else:
         try:
             text = Path(path).read_text()
@@ -107,7 +107,7 @@ def load_problem(path: str | Path | None = None) -> Problem:
                          parse_constant=lambda c: _reject_constant(c, source))
     except json.JSONDecodeError as exc:
         raise MlplabError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})",
-                          hint="fix the file; see the seed problem for the format") from exc
+                          hint="fix the file; `mlplab problem` prints the format") from exc
     return problem_from_dict(raw, source)
 
 
@@ -115,7 +115,7 @@ def problem_from_dict(raw: Any, source: str = "problem") -> Problem:
     """Validate a parsed problem (numbers as Fractions, ints or floats) and build a `Problem`."""
     if not isinstance(raw, dict):
         raise MlplabError(f"{source} must be a JSON object with keys X, y, W1, b1, w2, b2",
-                          hint="see the seed problem for the format")
+                          hint="`mlplab problem` prints the format")
     missing = [k for k in ("X", "y", "W1", "b1", "w2", "b2") if k not in raw]
     if missing:
         raise MlplabError(f"{source} lacks {', '.join(missing)}", hint="every one of X, y, W1, b1, w2, b2 is needed")

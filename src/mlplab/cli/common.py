@@ -23,7 +23,7 @@ def add_out(parser: argparse.ArgumentParser, help_text: str = "folder to write f
 
 def add_problem(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problem", type=Path, default=None, metavar="FILE",
-                        help="problem file (JSON with X, y, W1, b1, w2, b2); default: the seed's problem")
+                        help="problem file (JSON with X, y, W1, b1, w2, b2); default: the assignment's problem")
 
 
 def problem_from_args(args: argparse.Namespace) -> Problem:

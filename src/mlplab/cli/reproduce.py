@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="MNIST cache folder (default: $MLPLAB_DATA or the user cache)")
     p.add_argument("--problem", type=Path, default=None, metavar="FILE",
-                   help="problem file for sections 1-2 (default: the seed's problem)")
+                   help="problem file for sections 1-2 (default: the assignment's problem)")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="MNIST runs at once (default: automatic)")
     p.add_argument("--title", default=None, help="the report's title (default: the assignment's)")
     p.add_argument("--author", default=None, help="the author line of the report (default: a placeholder)")
