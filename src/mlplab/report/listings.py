@@ -55,7 +55,7 @@ class Listings:
     def show(self, module: str, name: str | None = None, first: str | None = None, caption: str = "") -> str:
         """A listing of `module.name`, or of the block starting with `first`; `caption` says where it lives."""
         text = object_source(module, name) if name else block_source(module, first or "")
-        stem = f"{module.removeprefix('mlplab.')}.{name or (first or 'block').split(':')[0].split('(')[0].strip()}"
+        stem = f"{module.removeprefix('mlplab.')}.{name or first}"
         dest = self.folder / f"{stem}.py.txt"
         atomic_write_text(dest, listing_source(text))
         self.count += 1

@@ -7,10 +7,10 @@ Reads what `mlplab mnist sweep` wrote under `results/mnist/<profile>/`: one fold
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
+from mlplab.mnist.model import closed_form_parameters
 from mlplab.report import answers_mnist as am
 from mlplab.report.latex import Material, tex
 from mlplab.report.listings import Listings
@@ -95,8 +95,7 @@ def section3(m: Material, code: Listings, mnist_rel: str, epochs: int | None) ->
     total = sum(float(v.get("train_time_s") or 0.0) for v in s.values())
     sizes_base = [784, 512, 256, 128, 10]
     sizes_small = [784, 16, 10]
-    params = (sum(a * b + b for a, b in itertools.pairwise(sizes_base)),
-              sum(a * b + b for a, b in itertools.pairwise(sizes_small)))
+    params = (closed_form_parameters(784, [512, 256, 128], 10), closed_form_parameters(784, [16], 10))
     floor = math.log(1 + 9 / math.e)
     out = ["\\section{MNIST image classification with an MLP}",
            setup_paragraph(base, config, done, total) if base else m.not_produced("The MNIST runs.", RUN3),

@@ -12,12 +12,13 @@ from fractions import Fraction
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mlplab.activations import activation_pairs
 from mlplab.decision import classify_pairs
+from mlplab.errata import seed_binary_cross_entropy
 from mlplab.forward import forward
 from mlplab.gradients import b2_gradient_exact
+from mlplab.losses import binary_cross_entropy
 from mlplab.problem import Problem
 from mlplab.report import answers_backward as ab
 from mlplab.report import answers_forward as af
@@ -102,8 +103,8 @@ def section2(m: Material, code: Listings, problem: Problem) -> str:
     bce_items = "".join(f"\\item {af.pair_tex(*pair)}: {ab.bce_steps(preds[pair], y)}\n" for pair in pairs)
     rs = outs[("relu", "sigmoid")].y_hat
     target = t["y"].reshape(rs.shape).to(rs)
-    seed_loss = float(F.binary_cross_entropy_with_logits(rs, target))
-    right_loss = float(F.binary_cross_entropy(rs, target))
+    seed_loss = float(seed_binary_cross_entropy(rs, target))  # the example code's loss, second sigmoid and all
+    right_loss = float(binary_cross_entropy(rs, target))
     b2_id = {a: float(b2_gradient_exact(problem, a, "identity")) for a in ("identity", "relu", "sigmoid")}
     b2_sig = {a: float(b2_gradient_exact(problem, a, "sigmoid")) for a in ("identity", "relu", "sigmoid")}
     out = ["\\section{Two-layer MLP: backward propagation}",

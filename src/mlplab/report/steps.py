@@ -91,7 +91,7 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
             return StepOutput(files=writer(problem, settings.results_dir / sub))
         return run
 
-    code = source_digest()  # sections 1-2 take seconds: redo them whenever mlplab's code changed
+    code = source_digest()  # sections 1-2 and the comparisons take seconds: redo them when the code changed
     steps = [
         Step("section1", "Section 1: Tables 1-2, the forward pass by hand, the network figure", SECTION1_S,
              section(parts.write_section1, "section1"), {"problem": problem_key, "code": code}),
@@ -107,7 +107,7 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
     steps.append(Step("mnist-data", "MNIST in the cache (fetched when missing)",
                       MNIST_CHECK_S + (0.0 if ready or not settings.fetch else MNIST_FETCH_S),
                       lambda: _mnist_data(settings, log), {"data_dir": str(settings.data_dir or "")}))
-    steps += _mnist_steps(settings, log)
+    steps += _mnist_steps(settings, log, code)
     steps.append(Step("report", "The LaTeX report" + (" and report.pdf" if settings.pdf else ""),
                       REPORT_S + (PDF_S if settings.pdf else 0.0), report_step, {}, always=True))
     if settings.only:
@@ -196,7 +196,7 @@ def _mnist_data(settings: Settings, log: Callable[[str], None]) -> StepOutput:
     return StepOutput(info={"fetched": True, "data_dir": str(folder)})
 
 
-def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
+def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> list[Step]:
     try:
         experiments = parts.lookup("mlplab.mnist.experiments", "select_experiments")
         sweep = importlib.import_module("mlplab.mnist.sweep")
@@ -232,7 +232,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None]) -> list[Step]:
     steps.append(Step("mnist-compare", "MNIST comparisons: curves, tables, observations, softmax against logits",
                       MNIST_COMPARE_S, lambda: _mnist_compare(settings),
                       {"epochs": epochs, "runs": names, "finished": sorted(p.name for p in plans if p not in pending),
-                       "code": source_digest()},
+                       "code": code},
                       needs=("mnist-data",)))
     return steps
 
