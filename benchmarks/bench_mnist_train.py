@@ -13,6 +13,7 @@ epoch (or the first --max-batches batches) with
              (shown only where it differs from `mlplab`: batches of at most 8 rows on a CPU);
   mlplab     mlplab's default trainer: as mlplab-torch, except that batches of at most 8 rows on a CPU go
              through the compiled step of mlplab.mnist.native_step (forward, backward and Adam in one C call),
+             and on CUDA every step is a replay of one captured CUDA graph (mlplab.mnist.graphed),
 
 and prints samples/s, the speed-up over the tutorial, and the achieved GFLOP/s = 6 × parameters × samples/s
 (2 FLOPs per multiply-add, forward 1×, backward 2× the forward) as a fraction of the best torch.mm GFLOP/s
@@ -42,7 +43,7 @@ from mlplab.mnist.config import resolve_config
 from mlplab.mnist.data import MEAN, STD, load_mnist
 from mlplab.mnist.model import MLP, count_parameters
 from mlplab.mnist.native_step import MAX_ROWS
-from mlplab.mnist.train import EpochRunner, build_model, make_optimizer
+from mlplab.mnist.train import build_model, make_epoch_runner, make_optimizer
 from mlplab.tables import Table
 
 VARIANTS = ("tutorial", "tensor", "mlplab-torch", "mlplab")
@@ -117,7 +118,7 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device=X.device)
     generator.manual_seed(seed)
-    runner = EpochRunner(config, model, optimizer, X, y, generator, allow_native=allow_native)
+    runner = make_epoch_runner(config, model, optimizer, X, y, generator, allow_native=allow_native)
     runner.run(0, max_batches=3)  # warm-up: first-call allocations and kernel selection
     tick = time.perf_counter()
     runner.run(1, max_batches=max_batches)  # ends by reading the losses back: the device is synchronized

@@ -1,53 +1,80 @@
 #!/usr/bin/env bash
-# The MNIST trainer on a CUDA GPU, unchanged code: one full 100-epoch seed baseline, timed, plus a short
-# throughput comparison and a check that the hand-written backward equals autograd on the device.
+# Part 3 on a CUDA GPU, one prepared script: the CUDA tests, graph vs eager on real MNIST, the eight
+# experiments all at once on the card and each alone, and the throughput benchmark (tutorial pipeline, plain
+# tensor loop, mlplab) with the share of the card's measured float32 matmul peak.
 #
-#   MLPLAB_DATA=/path/with/the/four/idx/files bash benchmarks/gpu_check.sh
+#   MLPLAB_DATA=/folder/with/the/four/idx/files bash benchmarks/gpu_check.sh
 #
-# Needs python with a CUDA torch, numpy, matplotlib and tqdm (PYTHON=... to choose; the repo's src/ is used
-# directly, nothing is installed). Runs in about 2-4 minutes on an H100/H200; writes under ${OUT:-$PWD/gpu_out}.
-set -euo pipefail
+# Needs python with a CUDA torch, numpy, matplotlib, tqdm, mpmath and pytest (PYTHON=... to choose); the repo's
+# src/ is used directly, nothing is installed. About 5 minutes on an H200. Writes under ${OUT:-$PWD/gpu_out}.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 : "${MLPLAB_DATA:?set MLPLAB_DATA to the folder holding the four MNIST IDX files}"
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+MLPLAB="$PY -c 'import sys; from mlplab.cli import main; sys.exit(main())'"
+step() { echo; echo "== $1 ($(date -u +%H:%M:%S))"; }
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-"$PY" - <<'PYEOF'
-import torch
-assert torch.cuda.is_available(), "no CUDA device visible to this python"
-print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
-# Hand-written backward vs autograd on the GPU (float64, with the same dropout masks).
-import torch.nn.functional as F
-from mlplab.mnist.backprop import ManualBackprop
-from mlplab.mnist.model import MLP
-torch.manual_seed(0)
-model = MLP(784, [64, 32], 10, 0.2).double().cuda()
-g = torch.Generator(device="cuda"); g.manual_seed(0)
-engine = ManualBackprop(model, 50, g)
-X = torch.randn(50, 784, dtype=torch.float64, device="cuda"); y = torch.randint(0, 10, (50,), device="cuda")
-loss = engine.step(X, y)
-masks = engine.dropout_masks()
-params = [p.detach().clone().requires_grad_() for p in model.parameters()]
-A = X
-for k in range(2):
-    A = torch.relu(A @ params[2 * k].T + params[2 * k + 1]) * masks[k]
-ref = F.cross_entropy(A @ params[4].T + params[5], y)
-ref.backward()
-torch.testing.assert_close(loss, ref.detach(), rtol=1e-12, atol=1e-12)
-for p, r in zip(model.parameters(), params):
-    torch.testing.assert_close(p.grad, r.grad, rtol=1e-10, atol=1e-12)
-print("backprop on cuda equals float64 autograd: ok")
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+"$PY" -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(0))'
+
+step "CUDA tests: graphed epoch, trainer, backward on the device"
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_mnist_graphed.py 2>&1 | tail -n 15
+
+step "graph replay vs eager device steps on real MNIST (3 epochs of the baseline, same seed)"
+timeout 240 "$PY" - <<'PYEOF'
+import os, time, torch
+from mlplab.mnist.config import resolve_config
+from mlplab.mnist.data import load_mnist
+from mlplab.mnist.train import train_run
+train, test = load_mnist()
+cfg = resolve_config(overrides=["training.num_epochs=3", "training.device=cuda"])
+runs = {}
+for graphs in ("1", "0"):
+    os.environ["MLPLAB_CUDA_GRAPHS"] = graphs
+    tick = time.perf_counter()
+    runs[graphs] = train_run(cfg, train, test, progress=False)
+    print(f"MLPLAB_CUDA_GRAPHS={graphs}: kernel {runs[graphs]['kernel']}, train {runs[graphs]['train_time_s']:.2f} s"
+          f" for 3 epochs, test accuracy {runs[graphs]['test_accuracy']:.4f}, loss {runs[graphs]['test_loss']:.6f}")
+g, e = runs["1"], runs["0"]
+print("bit-identical losses:", g["final_train_loss"] == e["final_train_loss"] and g["test_loss"] == e["test_loss"],
+      "| train loss diff", abs(g["final_train_loss"] - e["final_train_loss"]),
+      "| speed-up per epoch", round(e["train_time_s"] / g["train_time_s"], 1))
 PYEOF
 
-echo "== throughput, one epoch (tensor = autograd + fused Adam, mlplab = hand-written backward), cuda"
-"$PY" benchmarks/bench_mnist_train.py --device cuda --batch-sizes 64 6400 --variants tensor mlplab \
-    --repeats 1 --data-dir "$MLPLAB_DATA"
+step "the eight experiments at once on one GPU (mlplab mnist sweep all --device cuda)"
+rm -rf "$OUT/together"
+start=$(date +%s.%N)
+eval "$MLPLAB" mnist sweep all --device cuda --out "$OUT/together" --no-progress 2>&1 | tail -n 40
+echo "sweep all, wall time: $(since "$start") s"
 
-echo "== the seed's 100-epoch baseline on cuda"
-rm -rf "$OUT/baseline"
-start=$(date +%s)
-"$PY" -c 'import sys; from mlplab.cli import main; sys.exit(main())' mnist train --device cuda \
-    --data-dir "$MLPLAB_DATA" --out "$OUT/baseline" --no-progress --json | tee "$OUT/baseline.json"
-echo "wall clock including start-up: $(( $(date +%s) - start )) s"
+step "each experiment alone (--jobs 1), for the per-run times and the comparison"
+rm -rf "$OUT/alone"
+start=$(date +%s.%N)
+eval "$MLPLAB" mnist sweep all --jobs 1 --device cuda --out "$OUT/alone" --no-progress 2>&1 | tail -n 40
+echo "one at a time, wall time: $(since "$start") s"
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for run in sorted(p.name for p in (out / "alone").iterdir() if (p / "summary.json").exists()):
+    a = json.loads((out / "alone" / run / "summary.json").read_text())
+    t = out / "together" / run / "summary.json"
+    if not t.exists():
+        print(f"{run:20s} alone acc {a['test_accuracy']:.4f} train {a['train_time_s']:.1f} s | together: missing")
+        continue
+    b = json.loads(t.read_text())
+    same = all(a[k] == b[k] for k in ("final_train_loss", "test_loss", "test_accuracy"))
+    print(f"{run:20s} alone acc {a['test_accuracy']:.4f} train {a['train_time_s']:6.1f} s kernel {a['kernel']} | "
+          f"together acc {b['test_accuracy']:.4f} train {b['train_time_s']:6.1f} s | "
+          f"diff {100 * abs(a['test_accuracy'] - b['test_accuracy']):.2f} pp, bit-identical {same}")
+PYEOF
+
+step "throughput: tutorial pipeline, plain tensor loop, mlplab (one epoch; B=6: 2000 batches)"
+timeout 300 "$PY" benchmarks/bench_mnist_train.py --device cuda --batch-sizes 6 64 6400 \
+    --variants tutorial tensor mlplab --repeats 2 --format markdown 2>&1 | grep -v "repeat"
+step "done"

@@ -325,3 +325,25 @@ def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypat
     assert main(["mnist", "sweep", "batch7", "--out", str(out)]) == 2
     assert "unknown experiment 'batch7'" in capsys.readouterr().err
     assert main(["mnist", "compare", "--out", str(tmp_path / "none")]) == 2
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_runs_sharing_one_gpu_in_threads_equal_runs_one_at_a_time(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-GPU schedule (every run at once in threads of this process) on CPU tensors: each run's numbers
+    equal the same run trained alone, so the runs share nothing (global RNG draws at initialisation included)."""
+    import mlplab.mnist.sweep as sweep
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    data = (_tiny_split(320, g), _tiny_split(160, g))
+    wanted = [EXPERIMENTS["hidden16"], EXPERIMENTS["batch6400"], EXPERIMENTS["hidden16_nodropout"]]
+    alone = run_sweep(plan_sweep(wanted, tmp_path / "alone", epochs=2), SweepOptions(data=data, progress=False),
+                      jobs=1)
+    monkeypatch.setattr(sweep, "on_one_gpu", lambda plans, options: len(plans) > 1)
+    plans = plan_sweep(wanted, tmp_path / "threads", epochs=2)
+    assert sweep.schedule(plans, SweepOptions(data=data)) == (3, 1, True)
+    together = run_sweep(plans, SweepOptions(data=data, progress=False))
+    for name in alone:
+        for key in ("final_train_loss", "test_loss", "test_accuracy", "epochs_run", "best_epoch"):
+            assert together[name][key] == alone[name][key], (name, key)

@@ -102,17 +102,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
-    from mlplab.mnist.sweep import RunPlan, SweepOptions, choose_jobs, plan_sweep, run_sweep
+    from mlplab.mnist.sweep import RunPlan, SweepOptions, plan_sweep, run_sweep, schedule
 
     out = results_dir(args.out, args.epochs)
     plans = plan_sweep(select_experiments(names), out, epochs=args.epochs, overrides=args.overrides)
     todo = [p for p in plans if p.state != "done"]
-    n_jobs, threads = choose_jobs(max(1, len(todo)), jobs)
+    options = SweepOptions(data_dir=args.data_dir, trackers=tuple(args.trackers), wandb_mode=args.wandb_mode,
+                           device=args.device, progress=not args.no_progress and sys.stderr.isatty())
+    n_jobs, threads, gpu = schedule(todo, options, jobs)
     for plan in plans:
         say(f"{plan.name}: {_STATE_WORDS[plan.state]} ({plan.run_dir})")
     if todo:
-        say(f"running {len(todo)} run(s), {n_jobs} at a time with {threads} thread(s) each")
-    progress = not args.no_progress and sys.stderr.isatty()
+        where = "on one GPU, a CUDA stream each" if gpu else f"with {threads} thread(s) each"
+        say(f"running {len(todo)} run(s), {n_jobs} at a time {where}")
 
     def done(plan: RunPlan, summary: dict[str, Any]) -> None:
         if plan.state != "done":
@@ -120,8 +122,6 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
             say(f"{plan.name} finished{flag}: {plural(int(summary.get('epochs_run') or 0), 'epoch')}, test accuracy "
                 f"{_num(summary.get('test_accuracy'))}, {_num(summary.get('wall_time_s'))} s")
 
-    options = SweepOptions(data_dir=args.data_dir, trackers=tuple(args.trackers), wandb_mode=args.wandb_mode,
-                           device=args.device, progress=progress)
     summaries = run_sweep(plans, options, jobs=jobs, on_done=done)
     if args.json:
         print(json.dumps({name: {**{k: s.get(k) for k in JSON_FIELDS}, "run_dir": str(out / name)}

@@ -89,6 +89,11 @@ class ManualBackprop:
                               "io": [self._X[:n], self._y[:n], self._logp[:n], self._minus_one[:n]]}
         return self._views[n]
 
+    def inputs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The engine's own input buffers X (n, d) and y (n,), for callers that gather batches themselves."""
+        X, y = self._buffers(n)["io"][:2]
+        return X, y
+
     @torch.no_grad()
     def step_indices(self, X_all: torch.Tensor, y_all: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Gather the batch rows `index` into the input buffers (no allocation), then `step`."""
@@ -98,8 +103,9 @@ class ManualBackprop:
         return self.step(X, y)
 
     @torch.no_grad()
-    def step(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Forward and backward on one batch X (n, d), y (n,); returns the mean loss (0-dim, on device)."""
+    def step(self, X: torch.Tensor, y: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Forward and backward on one batch X (n, d), y (n,); returns the mean loss (0-dim, on device).
+        `masks` (0/1, one (n, n_k) tensor per hidden layer) replaces the draws from the dropout stream."""
         buffers = self._buffers(X.shape[0])
         A = [X]  # A[0] = X, then A'_k (unscaled masked activations)
         self.masks = []
@@ -109,8 +115,11 @@ class ManualBackprop:
             Z = buffers["Z"][k]
             torch.addmm(self._b[k], A[-1], self._Wt[k], alpha=s if k > 0 else 1.0, out=Z)  # Z_k (n, n_k)
             if self.p > 0:
-                M = buffers["M"][k]
-                self.dropout.fill(M)  # m_k: 1 keeps a unit, 0 drops it
+                if masks is not None:
+                    M = masks[k]
+                else:
+                    M = buffers["M"][k]
+                    self.dropout.fill(M)  # m_k: 1 keeps a unit, 0 drops it
                 Z.mul_(M)
                 self.masks.append(M)
             A.append(Z.relu_())  # A'_k = relu(Z_k) ⊙ m_k

@@ -8,7 +8,9 @@ is a finished run like any other: the trainer stops it and records where, and th
 
 Parallelism: a run of this small MLP keeps one core busy only part of the time (Python overhead and small
 matrix products at batch 64), so on a machine with C cores `jobs=None` runs min(C, runs) experiments side by
-side with C // jobs threads each, longest first; see docs/mnist-experiments.md for the measurement.
+side with C // jobs threads each, longest first; see docs/mnist-experiments.md for the measurement. On CUDA
+every run trains at once in a thread of one process, each on its own CUDA stream: their small kernels overlap
+on the GPU, where separate processes would take turns (docs/mnist-training.md has the timings).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -157,8 +160,23 @@ def _worker(plan: RunPlan, options: SweepOptions, threads: int) -> dict[str, Any
     return execute(plan, options, threads)
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def _gpu_worker(plan: RunPlan, options: SweepOptions) -> dict[str, Any]:
+    """A run in a thread of this process, on a CUDA stream of its own (kernels of different runs overlap)."""
+    import torch
+
+    with torch.cuda.stream(torch.cuda.Stream() if torch.cuda.is_available() else None):  # None: no-op (tests)
+        return execute(plan, options)
+
+
+def _stop_workers(pool: Executor) -> None:
     """Cancel the runs not started and end the running ones (they resume from their checkpoints next time)."""
+    if isinstance(pool, ThreadPoolExecutor):
+        from mlplab.mnist.train import STOP
+
+        STOP.set()  # each run stops at its next epoch boundary, after its last checkpoint
+        pool.shutdown(wait=True, cancel_futures=True)
+        STOP.clear()
+        return
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
@@ -167,11 +185,31 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(10)
 
 
+def on_one_gpu(plans: Sequence[RunPlan], options: SweepOptions) -> bool:
+    """Whether the runs train on CUDA: then they all run at once in threads of this process, one CUDA stream
+    each, sharing the GPU (a GPU has room for many small models; processes would take turns on it)."""
+    import torch
+
+    from mlplab.device import get_device
+
+    choices = {options.device or p.config.training.device for p in plans}
+    return len(plans) > 1 and all(get_device(c).type == "cuda" for c in choices) and torch.cuda.is_available()
+
+
+def schedule(todo: Sequence[RunPlan], options: SweepOptions, jobs: int | None = None) -> tuple[int, int, bool]:
+    """(runs at a time, CPU threads per run, whether they share one GPU) for the runs still to do."""
+    if on_one_gpu(todo, options):
+        if jobs is not None and jobs < 1:
+            choose_jobs(1, jobs)  # the same error message
+        return min(len(todo), jobs or len(todo)), 1, True
+    return (*choose_jobs(max(1, len(todo)), jobs), False)
+
+
 def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None = None,
               on_done: Callable[[RunPlan, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run every plan (done ones are read back), `jobs` at a time; return summaries keyed by run name, in the
     order of `plans`. A run that fails with an error does not stop the others; the errors are raised together
-    at the end."""
+    at the end. On CUDA every run trains at once (`jobs` caps it), each in a thread with its own stream."""
     todo = [p for p in plans if p.state != "done"]
     results: dict[str, dict[str, Any]] = {}
     for plan in plans:
@@ -179,35 +217,39 @@ def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None 
             results[plan.name] = load_summary(plan.run_dir)
             if on_done:
                 on_done(plan, results[plan.name])
-    n_jobs, threads = choose_jobs(max(1, len(todo)), jobs)
     todo.sort(key=lambda p: estimated_cost(p.config), reverse=True)
     failures: list[str] = []
+
+    def finish(plan: RunPlan, run: Callable[[], dict[str, Any]]) -> None:
+        try:
+            results[plan.name] = run()
+        except MlplabError as exc:
+            failures.append(f"{plan.name}: {exc}")
+            return
+        if on_done:
+            on_done(plan, results[plan.name])
+
+    n_jobs, threads, gpu = schedule(todo, options, jobs)
     if n_jobs == 1:
         for plan in todo:
-            try:
-                results[plan.name] = execute(plan, options, threads)
-            except MlplabError as exc:
-                failures.append(f"{plan.name}: {exc}")
-                continue
-            if on_done:
-                on_done(plan, results[plan.name])
+            finish(plan, partial(execute, plan, options, None if gpu else threads))
     else:
         quiet = replace(options, progress=False)  # several progress bars at once would garble each other
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")) as pool:
+        if gpu and quiet.data is None:  # read the files once; each run copies the tensors to the device
+            from mlplab.mnist.data import load_mnist
+
+            quiet = replace(quiet, data=load_mnist(options.data_dir))
+        pool: Executor = (ThreadPoolExecutor(max_workers=n_jobs) if gpu else
+                          ProcessPoolExecutor(max_workers=n_jobs, mp_context=get_context("spawn")))
+        with pool:
             pending: dict[Future[dict[str, Any]], RunPlan] = {
-                pool.submit(_worker, plan, quiet, threads): plan for plan in todo}
+                (pool.submit(_gpu_worker, plan, quiet) if gpu else pool.submit(_worker, plan, quiet, threads)): plan
+                for plan in todo}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        plan = pending.pop(future)
-                        try:
-                            results[plan.name] = future.result()
-                        except MlplabError as exc:
-                            failures.append(f"{plan.name}: {exc}")
-                            continue
-                        if on_done:
-                            on_done(plan, results[plan.name])
+                        finish(pending.pop(future), future.result)
             except BaseException:  # Ctrl-C or SIGTERM to this process alone: no new run starts, workers stop
                 _stop_workers(pool)
                 raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,8 @@ from mlplab.mnist.best_epoch import analyse_run, selection_curve, stop_epoch
 from mlplab.mnist.config import Config, config_to_dict
 from mlplab.mnist.data import MnistSplit
 from mlplab.mnist.dropout import DropoutStream
+from mlplab.mnist.graphed import DIVERGENCE_THRESHOLD, DeviceEpoch
+from mlplab.mnist.graphed import applies as graphed_applies
 from mlplab.mnist.model import MLP, count_parameters
 from mlplab.mnist.native_step import NativeStep
 from mlplab.mnist.native_step import applies as native_applies
@@ -40,9 +43,10 @@ from mlplab.mnist.runstore import RunStore, json_safe
 from mlplab.mnist.tracking import Tracker
 from mlplab.seeding import seed_everything
 
-DIVERGENCE_THRESHOLD = 1e3  # the seed's "loss becomes NaN or exceeds a large threshold such as 10^3"
 _CHECK_EVERY = 32  # batches between reading losses back from the device (divergence check, progress bar)
 _FORMAT = "mlplab-mnist-checkpoint-1"
+_INIT_LOCK = threading.Lock()
+STOP = threading.Event()  # set by a sweep's Ctrl-C: runs in threads stop at their next epoch, checkpoint kept
 _RESUMABLE_CHANGES = {("training", "num_epochs"), ("training", "device")}
 
 
@@ -227,6 +231,16 @@ class EpochRunner:
         return mean, None
 
 
+def make_epoch_runner(config: Config, model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
+                      y: torch.Tensor, generator: torch.Generator,
+                      allow_native: bool = True) -> EpochRunner | DeviceEpoch:
+    """The step engine of a run, chosen once: on CUDA the device-counter epoch replayed as CUDA graphs
+    (`mlplab.mnist.graphed`), elsewhere `EpochRunner` (the compiled small-batch step or torch kernels)."""
+    if graphed_applies(model, optimizer, X.device, config.training.engine):
+        return DeviceEpoch(model, optimizer, X, y, generator, config.training.batch_size)
+    return EpochRunner(config, model, optimizer, X, y, generator, allow_native=allow_native)
+
+
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
     state: dict[str, Any] = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -270,8 +284,9 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
     dev = get_device(device if device is not None else t.device)
     cfg_dict = config_to_dict(config)
     fit, val = split_validation(train, t.validation_split, t.seed)
-    seed_everything(t.seed)
-    model = build_model(config).to(dev)
+    with _INIT_LOCK:  # runs trained in threads (a sweep on one GPU) must not interleave their global-RNG draws
+        seed_everything(t.seed)
+        model = build_model(config).to(dev)
     optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
     generator = torch.Generator(device=dev)
     generator.manual_seed(t.seed)
@@ -318,7 +333,7 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
     for tracker in trackers:
         tracker.start(run_name, cfg_dict, store.run_dir if store is not None else None)  # type: ignore[arg-type]
 
-    epoch_runner = EpochRunner(config, model, optimizer, X, y, generator)
+    epoch_runner = make_epoch_runner(config, model, optimizer, X, y, generator)
     stopping = config.stopping
     done = status["divergence"] is not None or status["stopped_early"]
     remaining = 0 if done else max(0, t.num_epochs - len(rows))
@@ -328,6 +343,8 @@ def _train_run(config: Config, train: MnistSplit, test: MnistSplit, store: RunSt
     status["elapsed_s"] += session_start - started  # this session's setup (data to device, model, checkpoint)
     try:
         for epoch in range(len(rows) + 1, len(rows) + 1 + remaining):
+            if STOP.is_set():
+                raise KeyboardInterrupt
             bar.set_description(f"epoch {epoch}/{t.num_epochs}")
             tick = time.perf_counter()
             note = f" | last epoch: test loss {rows[-1]['test_loss']:.4f}" if rows else ""
