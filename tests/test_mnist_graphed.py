@@ -130,7 +130,7 @@ def test_adam_in_small_pieces_gives_the_same_bits(monkeypatch):
 
     monkeypatch.setattr(graphed, "_ADAM_PIECE", 64)
     (eager, m1, _, _), (device, m2, _, _) = _pair(32, 0.01)
-    assert len(device.adam[0]) == 12  # 320 + 16 + 128 + 8 + 80 + 10 entries in pieces of at most 64
+    assert len(device.adam_params) == 12  # 320 + 16 + 128 + 8 + 80 + 10 entries in pieces of at most 64
     for epoch in (1, 2):
         assert eager.run(epoch) == device.run(epoch)
     for p1, p2 in zip(m1.parameters(), m2.parameters()):

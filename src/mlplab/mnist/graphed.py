@@ -105,7 +105,8 @@ class DeviceEpoch:
         # eight tensors keep a dozen of an H200's 132 multiprocessors busy (75 us a step, half of a batch-6
         # step). Handed as pieces of _ADAM_PIECE entries (views; the same arithmetic per entry, so the same
         # bits), it spreads over about forty blocks.
-        self.adam = [_pieces(ts) for ts in (self.params, self.grads, self.exp_avgs, self.exp_avg_sqs)]
+        self.adam_params, self.adam_grads, self.adam_avgs, self.adam_avg_sqs = (
+            _pieces(ts) for ts in (self.params, self.grads, self.exp_avgs, self.exp_avg_sqs))
         self.adam_steps = [optimizer.state[p]["step"] for p in self.params
                            for _ in range(math.ceil(p.numel() / _ADAM_PIECE))]
         self.beta1, self.beta2 = group["betas"]
@@ -141,7 +142,7 @@ class DeviceEpoch:
     # -- the two steps, as they are captured ---------------------------------------------------------------
     def _adam_and_bookkeeping(self, loss: torch.Tensor, slot: torch.Tensor | None, index: int) -> None:
         self.step_all.add_(self.alive)  # no step after a divergent one: counters stand still
-        torch._fused_adam_(*self.adam, [], self.adam_steps,
+        torch._fused_adam_(self.adam_params, self.adam_grads, self.adam_avgs, self.adam_avg_sqs, [], self.adam_steps,
                            amsgrad=False, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
                            weight_decay=self.weight_decay, eps=self.eps, maximize=False, grad_scale=None,
                            found_inf=self.dead)  # dead = 1: the kernel leaves every tensor as it is
