@@ -22,12 +22,12 @@ import torch
 
 import mlplab
 from bench_stream import write_synthetic_npy
-from mlplab.activations import activation_pairs
-from mlplab.problem import load_problem
 from mlplab.stream import run_stream
 from mlplab.stream.run import default_threads
 from mlplab.stream.sources import open_source, parse_count
 from mlplab.stream.summary import default_edges, summarize_y
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import load_problem
 
 
 def main() -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlplab.mnist.data import default_data_dir
-from mlplab.mnist.fetch import MNIST_FILES, cached_path
-from mlplab.problem import load_problem
+from mlplab.mnist.fetch import MNIST_FILES, cached_path, default_data_dir
+from mlplab.twolayer.problem import load_problem
 
 
 @pytest.fixture(scope="session")

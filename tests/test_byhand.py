@@ -11,12 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplab.activations import activation_pairs
-from mlplab.byhand import apply_activation, derive_all_pairs, derive_by_hand
-from mlplab.byhand_render import inner_product_line, render_derivations
 from mlplab.errors import MlplabError
-from mlplab.forward import forward
-from mlplab.problem import Problem, load_problem, problem_from_dict
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.byhand import apply_activation, derive_all_pairs, derive_by_hand
+from mlplab.twolayer.byhand_render import inner_product_line, render_derivations
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.problem import Problem, load_problem, problem_from_dict
 
 SEED = load_problem()
 CUSTOM = problem_from_dict({"X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],

@@ -8,7 +8,7 @@ import torch
 
 from clusters import gaussian_clusters
 from mlplab.mnist.config import resolve_config
-from mlplab.report.calibrate import Probe, Refiner, parallel_wall, probe_run, run_estimate
+from mlplab.pipeline.calibrate import Probe, Refiner, parallel_wall, probe_run, run_estimate
 
 
 def test_run_estimate_from_a_recorded_probe():
@@ -63,12 +63,12 @@ def test_probe_times_real_batches_and_sees_divergence():
 def test_plan_estimates_mnist_runs_from_probes(monkeypatch, tmp_path):
     """With MNIST at hand, each pending run is estimated from its own probe: a run that diverges at once is
     estimated in seconds, and the parallel steps share the wall time of the batch they run in."""
-    from mlplab.report import steps
-    from mlplab.report.steps import Settings, build_steps
+    from mlplab.pipeline import steps
+    from mlplab.pipeline.steps import Settings, build_steps
 
     train = gaussian_clusters(2048, 784, seed=0, centre_seed=1)
     test = gaussian_clusters(256, 784, seed=2, centre_seed=1)
-    monkeypatch.setattr(steps, "_safe_ready", lambda _d: True)
+    monkeypatch.setattr(steps, "_mnist_ready", lambda _d: True)
     monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: (train, test))
     settings = Settings(profile="tiny", results_dir=tmp_path, report_dir=tmp_path / "r", jobs=1,
                         overrides={"experiments": ("baseline", "lr1"), "mnist_epochs": 3})
@@ -85,7 +85,7 @@ def test_run_plan_refines_what_is_left_and_counts_a_batch_once(tmp_path):
     trained (batched steps) no longer count as work left."""
     import time
 
-    from mlplab.report.plan import PlanState, Step, StepOutput, run_plan
+    from mlplab.pipeline.plan import PlanState, Step, StepOutput, run_plan
 
     def sleep(seconds: float):
         def run() -> StepOutput:

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from mlplab.cli import main
-from mlplab.cli.backward import write_section2
-from mlplab.problem import load_problem
+from mlplab.twolayer.problem import load_problem
+from mlplab.twolayer.section2 import write_section2
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

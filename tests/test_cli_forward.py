@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlplab.cli import main
-from mlplab.cli.forward import write_section1
-from mlplab.problem import load_problem, problem_from_dict
+from mlplab.twolayer.problem import load_problem, problem_from_dict
+from mlplab.twolayer.section1 import write_section1
 
 CUSTOM = {"name": "wide", "X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],
           "W1": [[1, -1, 0.25], [0.5, 2, -3], [1, 1, 1], [-0.75, 0, 2]],

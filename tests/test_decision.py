@@ -9,15 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplab.activations import activation_pairs
-from mlplab.decision import (
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.decision import (
     THRESHOLD,
     classification_table,
     classify_pairs,
     predict_labels,
     predict_labels_from_logits,
 )
-from mlplab.problem import load_problem
+from mlplab.twolayer.problem import load_problem
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from mlplab.descent import VerdictRule, descent_curves, descent_figure, gradient_descent_run, verdict
 from mlplab.fsio import save_figure
-from mlplab.gradients import backward
-from mlplab.problem import load_problem
+from mlplab.twolayer.descent import VerdictRule, descent_curves, descent_figure, gradient_descent_run, verdict
+from mlplab.twolayer.gradients import backward
+from mlplab.twolayer.problem import load_problem
 
 
 def test_small_step_reduces_the_loss_every_epoch():
@@ -102,13 +102,13 @@ def test_large_step_on_relu_sigmoid_is_a_collapse_not_convergence():
     ([1.0, -1.0, 1.0], None),                # too short to tell
 ])
 def test_two_cycle(trace, expected):
-    from mlplab.descent import two_cycle
+    from mlplab.twolayer.descent import two_cycle
 
     assert two_cycle(trace) == expected
 
 
 def test_collapse_sees_dead_units_and_constant_output():
-    from mlplab.descent import collapse
+    from mlplab.twolayer.descent import collapse
 
     t = load_problem().tensors()
     alive = collapse(t, ("relu", "sigmoid"), {k: t[k] for k in ("W1", "b1", "W2", "b2")})

@@ -25,8 +25,8 @@ import mlplab.cli.data as cli_data
 from mlplab.cli import main
 from mlplab.errors import MlplabError
 from mlplab.mnist import data as mnist_data
-from mlplab.mnist.data import MEAN, STD, MnistSplit, default_data_dir, load_mnist
-from mlplab.mnist.fetch import MnistFile, fetch_mnist, verify_mnist
+from mlplab.mnist.data import MEAN, STD, MnistSplit, load_mnist
+from mlplab.mnist.fetch import MnistFile, default_data_dir, fetch_mnist, verify_mnist
 from mlplab.mnist.idx import encode_idx
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -8,12 +8,19 @@ from fractions import Fraction
 import pytest
 import torch
 
-from mlplab.activations import activation_pairs
-from mlplab.byhand import derive_by_hand
 from mlplab.errors import MlplabError
-from mlplab.forward import forward
-from mlplab.forward_tables import max_abs_difference, pytorch_forward, resolve_dtype, section1_values, table1, table2
-from mlplab.problem import load_problem, problem_from_dict
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.byhand import derive_by_hand
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.forward_tables import (
+    max_abs_difference,
+    pytorch_forward,
+    resolve_dtype,
+    section1_values,
+    table1,
+    table2,
+)
+from mlplab.twolayer.problem import load_problem, problem_from_dict
 
 SEED = load_problem()
 CUSTOM = problem_from_dict({"X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],

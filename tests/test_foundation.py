@@ -14,8 +14,8 @@ import mlplab
 from mlplab.cli import main
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_text
-from mlplab.problem import load_problem
 from mlplab.tables import Table
+from mlplab.twolayer.problem import load_problem
 
 
 def test_public_api_names():

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlplab
-from mlplab.activations import activation_pairs
-from mlplab.gradcheck import FD_STEP, check_all, check_gradients, gradient_table, relative_error, summary_table
-from mlplab.gradients import activation_derivative, b2_gradient_exact, backward, loss_sensitivity
-from mlplab.losses import get_loss
-from mlplab.problem import load_problem
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.gradcheck import FD_STEP, check_all, check_gradients, gradient_table, relative_error, summary_table
+from mlplab.twolayer.gradients import activation_derivative, b2_gradient_exact, backward, loss_sensitivity
+from mlplab.twolayer.losses import get_loss
+from mlplab.twolayer.problem import load_problem
 
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
 NAMES = ("identity", "relu", "sigmoid")

@@ -24,7 +24,7 @@ from mlplab.instructor import (
 )
 from mlplab.instructor.files import read_answers, write_class_report
 from mlplab.instructor.key import agrees, round2, to_rounded
-from mlplab.problem import load_problem
+from mlplab.twolayer.problem import load_problem
 
 
 def _flat(v):

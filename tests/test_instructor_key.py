@@ -1,4 +1,4 @@
-"""The answer key against independent references: Fractions, 80-digit mpmath, float64 torch, mlplab.descent;
+"""The answer key against independent references: Fractions, 80-digit mpmath, float64 torch, mlplab.twolayer.descent;
 the rounding rule at the half-points; the batched descent engine against torch autograd loops."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlplab.descent import gradient_descent_run
-from mlplab.errata import seed_binary_cross_entropy
-from mlplab.forward import forward
 from mlplab.instructor import agrees, answer_key, make_variant, round2
 from mlplab.instructor.batch_descent import DescentSpec, final_losses
 from mlplab.instructor.key import describe
-from mlplab.problem import load_problem
-from mlplab.simple_mlp import SimpleMLP
+from mlplab.twolayer.descent import gradient_descent_run
+from mlplab.twolayer.errata import seed_binary_cross_entropy
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.problem import load_problem
+from mlplab.twolayer.simple_mlp import SimpleMLP
 
 PIECEWISE = ("identity", "relu")
 

@@ -1,5 +1,5 @@
 """Variants: deterministic from (seed, index), the requested numbers and shapes, and fair by every rule, checked
-with references independent of the generator (Fractions, float64 torch, mlplab.decision)."""
+with references independent of the generator (Fractions, float64 torch, mlplab.twolayer.decision)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mlplab.decision import classify_pairs
 from mlplab.errors import MlplabError
-from mlplab.forward import forward
 from mlplab.instructor import MISTAKES, answer_key, fairness_issues, make_variant, make_variants, mistaken_values
 from mlplab.instructor.files import write_variants
 from mlplab.instructor.variants import variant_id
-from mlplab.losses import binary_cross_entropy, mse
-from mlplab.problem import Problem, load_problem, problem_from_dict
 from mlplab.report.build import latex_tool, pdf_text
+from mlplab.twolayer.decision import classify_pairs
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.losses import binary_cross_entropy, mse
+from mlplab.twolayer.problem import Problem, load_problem, problem_from_dict
 
 HALF = Fraction(1, 2)
 

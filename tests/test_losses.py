@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import mlplab
 from mlplab.errors import MlplabError
-from mlplab.losses import (
+from mlplab.twolayer.losses import (
     BCE_EPS,
     binary_cross_entropy,
     binary_cross_entropy_terms,
@@ -23,7 +23,7 @@ from mlplab.losses import (
     mse,
     mse_terms,
 )
-from mlplab.problem import load_problem
+from mlplab.twolayer.problem import load_problem
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 

@@ -8,8 +8,8 @@ import pytest
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import save_figure
-from mlplab.netdraw import draw_network, number_label
-from mlplab.problem import load_problem, problem_from_dict
+from mlplab.twolayer.netdraw import draw_network, number_label
+from mlplab.twolayer.problem import load_problem, problem_from_dict
 
 SEED = load_problem()
 CUSTOM = problem_from_dict({"X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],

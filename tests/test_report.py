@@ -14,8 +14,8 @@ import pytest
 
 from mlplab.cli import main
 from mlplab.errors import MlplabError
+from mlplab.pipeline.plan import PlanState, Step, StepOutput, StepUnavailable, describe_plan, run_plan
 from mlplab.report.latex import Material, listing_source, markdown_to_latex, unicode_to_latex
-from mlplab.report.plan import PlanState, Step, StepOutput, StepUnavailable, describe_plan, run_plan
 from mlplab.report.writer import write_report
 
 HAVE_LATEX = bool(shutil.which("latexmk") or shutil.which("pdflatex"))
@@ -351,7 +351,8 @@ def test_submission_archive_holds_pdf_and_source_but_no_data(tiny_run):
     root, _ = tiny_run
     with zipfile.ZipFile(root / "report" / "submission.zip") as archive:
         names = archive.namelist()
-        assert "README.txt" in names and "src/mlplab/forward.py" in names and "src/mlplab/report/writer.py" in names
+        assert "README.txt" in names and "src/mlplab/twolayer/forward.py" in names
+        assert "src/mlplab/report/writer.py" in names
         assert ("report.pdf" in names) == (root / "report" / "report.pdf").is_file()
         assert not [n for n in names if "ubyte" in n or n.endswith((".pt", ".npy", ".csv"))], names
         assert "mlplab reproduce" in archive.read("README.txt").decode()
@@ -373,8 +374,8 @@ def test_material_copies_table_and_records_its_json(tmp_path):
 
 def test_section_steps_are_redone_when_the_code_changes(monkeypatch, tmp_path):
     """A results folder made by older code must not pass for one made by this code (sections 1-2 are cheap)."""
-    from mlplab.report import steps
-    from mlplab.report.steps import Settings, build_steps
+    from mlplab.pipeline import steps
+    from mlplab.pipeline.steps import Settings, build_steps
 
     assert re.fullmatch(r"[0-9a-f]{16}", steps.source_digest())
 

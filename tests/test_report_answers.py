@@ -10,10 +10,10 @@ from fractions import Fraction
 import pytest
 import torch
 
-from mlplab.problem import load_problem
 from mlplab.report import answers_backward as ab
 from mlplab.report import answers_forward as af
 from mlplab.report import answers_mnist as am
+from mlplab.twolayer.problem import load_problem
 
 
 def _rows(test: list[float], train: list[float] | None = None) -> list[dict]:
@@ -117,7 +117,7 @@ def test_plural_and_updates():
 
 def test_bce_and_mse_steps_on_the_assignment_match_float64_torch():
     p = load_problem().tensors()
-    from mlplab.forward import forward
+    from mlplab.twolayer.forward import forward
 
     y_hat = forward(p["X"], "relu", p["W1"], p["b1"], "sigmoid", p["W2"], p["b2"]).y_hat.flatten()
     y = p["y"].flatten()
@@ -130,7 +130,7 @@ def test_bce_and_mse_steps_on_the_assignment_match_float64_torch():
 
 def test_compare_answer_names_x3_and_the_ratio():
     p = load_problem().tensors()
-    from mlplab.forward import forward
+    from mlplab.twolayer.forward import forward
 
     y_hat = forward(p["X"], "relu", p["W1"], p["b1"], "sigmoid", p["W2"], p["b2"]).y_hat.flatten().tolist()
     y = p["y"].flatten().tolist()

@@ -16,7 +16,7 @@ import pytest
 from clusters import gaussian_clusters
 from mlplab.cli import main
 from mlplab.errors import MlplabError
-from mlplab.report.plan import PlanState, Step, StepOutput, describe_plan
+from mlplab.pipeline.plan import PlanState, Step, StepOutput, describe_plan
 from mlplab.tables import round_decimal
 
 SEED_PROBLEM = json.loads((Path(__file__).resolve().parents[1] / "src/mlplab/data/seed_problem.json").read_text())

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import mlplab
-from mlplab.errata import (
+from mlplab.twolayer.errata import (
     CODE_ERRATA,
     double_sigmoid_training,
     numeric_errata,
@@ -23,9 +23,9 @@ from mlplab.errata import (
     table3_mse_derivative,
     table3_sigmoid_derivative,
 )
-from mlplab.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse
-from mlplab.problem import load_problem
-from mlplab.simple_mlp import SimpleMLP
+from mlplab.twolayer.losses import binary_cross_entropy, binary_cross_entropy_with_logits, mse
+from mlplab.twolayer.problem import load_problem
+from mlplab.twolayer.simple_mlp import SimpleMLP
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_f9bdabcdfc1c8974.txt"
 needs_seed = pytest.mark.skipif(not SEED.exists(), reason="the seed text is not beside this checkout")

@@ -8,8 +8,8 @@ import torch
 import mlplab
 from mlplab import SimpleMLP, binary_cross_entropy, get_device, relu, sigmoid
 from mlplab.errors import MlplabError
-from mlplab.gradients import backward
-from mlplab.problem import load_problem
+from mlplab.twolayer.gradients import backward
+from mlplab.twolayer.problem import load_problem
 
 TIGHT = {"rtol": 1e-10, "atol": 1e-12}
 
@@ -121,7 +121,7 @@ def test_seed_main_on_cuda_matches_cpu_chain_rule():
     g = backward(t["X"], "relu", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"], t["y"], "bce")
     torch.testing.assert_close(out[2].cpu(), g.W1.T, **TIGHT)
     torch.testing.assert_close(out[5].cpu(), g.b2, **TIGHT)
-    from mlplab.descent import gradient_descent_run
+    from mlplab.twolayer.descent import gradient_descent_run
 
     cpu = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 200, dtype=torch.float64)
     gpu = gradient_descent_run(t, ("relu", "sigmoid"), "bce", 0.01, 200, dtype=torch.float64, device=device)

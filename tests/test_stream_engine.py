@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import mlplab
-from mlplab.activations import activation_pairs
 from mlplab.cli import main
 from mlplab.errors import MlplabError
-from mlplab.problem import load_problem
 from mlplab.stream import run_stream, sources
 from mlplab.stream.sources import SyntheticSource, open_source
 from mlplab.stream.summary import default_edges, summarize_y
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import load_problem
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 import mlplab
 import mlplab.stream.kernel as kernel_module
-from mlplab.activations import activation_pairs
 from mlplab.errors import MlplabError
-from mlplab.problem import load_problem
 from mlplab.stream.kernel import ChunkKernel, Network
 from mlplab.stream.native import NativePool, load_native
 from mlplab.stream.summary import Summary, default_edges, summarize_y
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import load_problem
 
 KERNELS = ["torch", "native"] if load_native(3, 2, "relu", "sigmoid") is not None else ["torch"]
 PAIRS = activation_pairs()

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mlplab.activations import ACTIVATIONS, get_activation, identity, relu, sigmoid
-from mlplab.byhand import derive_by_hand
-from mlplab.decision import classify_pairs, predict_labels, predict_labels_from_logits
-from mlplab.descent import descent_curves, gradient_descent_run, verdict
 from mlplab.device import get_device
 from mlplab.errors import MlplabError
-from mlplab.forward import ForwardResult, forward
-from mlplab.forward_tables import table1, table2
-from mlplab.gradcheck import check_gradients, relative_error
-from mlplab.gradients import Gradients, backward
-from mlplab.losses import MSE, binary_cross_entropy, binary_cross_entropy_with_logits, mse
-from mlplab.netdraw import draw_network
-from mlplab.problem import Problem, load_problem
-from mlplab.simple_mlp import SimpleMLP
+from mlplab.twolayer.activations import ACTIVATIONS, get_activation, identity, relu, sigmoid
+from mlplab.twolayer.byhand import derive_by_hand
+from mlplab.twolayer.decision import classify_pairs, predict_labels, predict_labels_from_logits
+from mlplab.twolayer.descent import descent_curves, gradient_descent_run, verdict
+from mlplab.twolayer.forward import ForwardResult, forward
+from mlplab.twolayer.forward_tables import table1, table2
+from mlplab.twolayer.gradcheck import check_gradients, relative_error
+from mlplab.twolayer.gradients import Gradients, backward
+from mlplab.twolayer.losses import MSE, binary_cross_entropy, binary_cross_entropy_with_logits, mse
+from mlplab.twolayer.netdraw import draw_network
+from mlplab.twolayer.problem import Problem, load_problem
+from mlplab.twolayer.simple_mlp import SimpleMLP
 
 __all__ = [
     "ACTIVATIONS",

@@ -18,6 +18,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from mlplab import caches
+
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fPIC"]
 # Compiled with -ffast-math but linked without it: linking a shared object with -ffast-math adds crtfastmath.o,
 # which switches on flush-to-zero for the whole process when the library loads (subnormals become 0 in NumPy,
@@ -41,8 +43,7 @@ def cpu_identity() -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("MLPLAB_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlplab" / "kernels"
+    return caches.cache_dir("kernels", os.environ.get("MLPLAB_CACHE"))  # the user cache's rule: mlplab.caches
 
 
 def enabled() -> bool:

@@ -12,9 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+from pathlib import Path
 from typing import Any
 
+from mlplab.fsio import atomic_write_text, ensure_dir
+
 FORMATS = ("text", "markdown", "latex", "json")
+SUFFIXES = {"text": "txt", "markdown": "md", "latex": "tex", "json": "json"}
+"""The file suffix of each format: `stem.txt`, `stem.md`, `stem.tex`, `stem.json`."""
 
 
 @dataclass
@@ -143,6 +148,12 @@ def render_tables(tables: Sequence[Table], fmt: str) -> str:
     if fmt == "json":
         return json.dumps({t.title: t.to_dict() for t in tables}, indent=2)
     return "\n\n".join(t.render(fmt) for t in tables)
+
+
+def write_tables(tables: Sequence[Table], out_dir: Path, stem: str) -> list[Path]:
+    """Write `stem.{txt,md,tex,json}` into `out_dir`, each atomically."""
+    ensure_dir(out_dir)
+    return [atomic_write_text(out_dir / f"{stem}.{SUFFIXES[f]}", render_tables(tables, f) + "\n") for f in FORMATS]
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",

@@ -7,7 +7,6 @@ parsed namespace and returning an exit status. User errors (`MlplabError`) becom
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
@@ -15,17 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlplab import __version__
+from mlplab.cli import backward, data, forward, instructor, mnist, reproduce, stream
 from mlplab.errors import MlplabError
 
-COMMAND_MODULES = (
-    "mlplab.cli.forward",
-    "mlplab.cli.backward",
-    "mlplab.cli.data",
-    "mlplab.cli.mnist",
-    "mlplab.cli.stream",
-    "mlplab.cli.reproduce",
-    "mlplab.cli.instructor",
-)
+COMMAND_MODULES = (forward, backward, data, mnist, stream, reproduce, instructor)
+"""Each adds its subcommands with `register`, in this order (the order of `mlplab --help`)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mlplab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 

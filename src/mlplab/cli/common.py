@@ -7,9 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplab.fsio import atomic_write_text, ensure_dir
-from mlplab.problem import Problem, load_problem
 from mlplab.tables import FORMATS, Table, render_tables
+from mlplab.twolayer.problem import Problem, load_problem
 
 
 def add_format(parser: argparse.ArgumentParser, default: str = "text") -> None:
@@ -32,13 +31,6 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
 
 def print_tables(tables: Sequence[Table], fmt: str) -> None:
     print(render_tables(tables, fmt))
-
-
-def write_tables(tables: Sequence[Table], out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem.{txt,md,tex,json}` into `out_dir`, each atomically."""
-    ensure_dir(out_dir)
-    suffix = {"text": "txt", "markdown": "md", "latex": "tex", "json": "json"}
-    return [atomic_write_text(out_dir / f"{stem}.{suffix[f]}", render_tables(tables, f) + "\n") for f in FORMATS]
 
 
 def say(message: str) -> None:

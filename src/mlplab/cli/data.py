@@ -8,8 +8,7 @@ from typing import Any
 
 from mlplab.cli.common import say
 from mlplab.errors import MlplabError
-from mlplab.mnist.data import default_data_dir
-from mlplab.mnist.fetch import FileCheck, fetch_mnist, verify_mnist
+from mlplab.mnist.fetch import FileCheck, default_data_dir, fetch_mnist, verify_mnist
 from mlplab.tables import Table
 
 

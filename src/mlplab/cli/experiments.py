@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.cli.common import add_format, print_tables, say
-from mlplab.cli.mnist import JSON_FIELDS
 from mlplab.mnist.experiments import experiment_names, select_experiments
+from mlplab.mnist.runstore import SUMMARY_FIELDS
 from mlplab.tables import Table, plural
 
 DEFAULT_RESULTS = Path("results") / "mnist" / "experiments"
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
 
     summaries = run_sweep(plans, options, jobs=jobs, on_done=done)
     if args.json:
-        print(json.dumps({name: {**{k: s.get(k) for k in JSON_FIELDS}, "run_dir": str(out / name)}
+        print(json.dumps({name: {**{k: s.get(k) for k in SUMMARY_FIELDS}, "run_dir": str(out / name)}
                           for name, s in summaries.items()}))
     else:
         print_tables([summary_table(summaries)], args.format)

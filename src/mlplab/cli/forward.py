@@ -10,19 +10,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mlplab.activations import parse_pair
-from mlplab.byhand import derive_all_pairs, derive_by_hand
-from mlplab.byhand_render import render_derivations
-from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say, write_tables
-from mlplab.forward_tables import DTYPES, resolve_dtype, section1_values, table1, table2
-from mlplab.fsio import atomic_write_json, atomic_write_text, ensure_dir, save_figure
-from mlplab.netdraw import draw_network
-from mlplab.problem import Problem
-from mlplab.tables import Table
-
-_SUFFIX = {"text": "txt", "markdown": "md", "latex": "tex", "json": "json"}
+from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say
+from mlplab.fsio import atomic_write_text, ensure_dir, save_figure
+from mlplab.tables import write_tables
+from mlplab.twolayer.activations import parse_pair
+from mlplab.twolayer.forward_tables import DTYPES, resolve_dtype
+from mlplab.twolayer.netdraw import draw_network
+from mlplab.twolayer.section1 import byhand_texts, section1_tables, write_section1, write_texts
 
 
 def register(sub: Any) -> None:
@@ -78,27 +72,17 @@ def _cmd_problem(args: argparse.Namespace) -> int:
 
 
 def _cmd_byhand(args: argparse.Namespace) -> int:
-    problem = problem_from_args(args)
-    s1, s2 = parse_pair(args.pair)
-    derivations = derive_all_pairs(problem) if args.all else [derive_by_hand(problem, s1, s2)]
-    texts = {fmt: render_derivations(derivations, fmt) for fmt in _SUFFIX}
+    texts = byhand_texts(problem_from_args(args), parse_pair(args.pair), every=args.all)
     if args.out is not None:
-        out = ensure_dir(args.out)
-        for fmt, suffix in _SUFFIX.items():
-            path = atomic_write_text(out / f"byhand.{suffix}", texts[fmt] + "\n")
+        for path in write_texts(texts, args.out, "byhand"):
             say(f"wrote {path}")
     print(texts[args.format])
     return 0
 
 
-def _tables(problem: Problem, which: str, dtype: torch.dtype) -> list[Table]:
-    return [make(problem, dtype) for name, make in (("table1", table1), ("table2", table2))
-            if which in (name, "all")]
-
-
 def _cmd_tables(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    tables = _tables(problem, args.which, resolve_dtype(args.dtype))
+    tables = section1_tables(problem, args.which, resolve_dtype(args.dtype))
     if args.out is not None:
         stem = "tables" if args.which == "all" else args.which
         for path in write_tables(tables, ensure_dir(args.out), stem):
@@ -121,24 +105,3 @@ def _cmd_section1(args: argparse.Namespace) -> int:
     say(f"wrote {len(paths)} files into {args.out}")
     return 0
 
-
-def write_section1(problem: Problem, out_dir: Path, dtype: torch.dtype = torch.float32) -> list[Path]:
-    """Write all of section 1 into `out_dir`: Table 1 and Table 2 (.txt/.md/.tex/.json), the identity derivation
-    (byhand.*) and all nine pairs (byhand_all_pairs.*), the network figure (PNG, PDF), every raw value
-    (section1_values.json) and the problem used (problem.json). Everything is computed before anything is
-    written, so bad input leaves no files behind."""
-    tables = {"table1": [table1(problem, dtype)], "table2": [table2(problem, dtype)]}
-    one, every = [derive_by_hand(problem, "identity", "identity")], derive_all_pairs(problem)
-    texts = {f"byhand.{suffix}": render_derivations(one, fmt) for fmt, suffix in _SUFFIX.items()}
-    texts |= {f"byhand_all_pairs.{suffix}": render_derivations(every, fmt) for fmt, suffix in _SUFFIX.items()}
-    values = section1_values(problem, dtype)
-    fig = draw_network(problem)
-    out = ensure_dir(out_dir)
-    paths: list[Path] = []
-    for stem, group in tables.items():
-        paths += write_tables(group, out, stem)
-    paths += [atomic_write_text(out / name, text + "\n") for name, text in texts.items()]
-    paths += save_figure(fig, out, "network")
-    paths.append(atomic_write_json(out / "section1_values.json", values))
-    paths.append(atomic_write_text(out / "problem.json", problem.to_text()))
-    return paths

@@ -12,7 +12,7 @@ from mlplab.errors import MlplabError
 from mlplab.instructor.check import answer_template, check_answers, check_class
 from mlplab.instructor.files import read_answers, read_class, sheet_text, write_class_report, write_variants
 from mlplab.instructor.variants import make_variants
-from mlplab.problem import load_problem
+from mlplab.twolayer.problem import load_problem
 
 
 def register(sub: Any) -> None:

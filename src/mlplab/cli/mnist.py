@@ -11,19 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mlplab.cli import experiments
 from mlplab.cli.common import add_format, print_tables, say
+from mlplab.cli.data import add_data_dir
+from mlplab.mnist.runstore import SUMMARY_FIELDS
 
 DEFAULT_OUT = Path("results") / "mnist" / "train"
-JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
-               "test_accuracy_at_best_epoch", "onset_epoch", "selection", "epochs_run", "divergent", "divergence",
-               "stopped_early", "parameters", "device", "engine", "kernel", "wall_time_s", "run_dir")
 
 
 def register(sub: Any) -> None:
     """Add `mlplab mnist ...` to the `mlplab` parser."""
-    from mlplab.cli import experiments
-    from mlplab.cli.data import add_data_dir
-
     mnist = sub.add_parser("mnist", help="train the seed's MLP on MNIST; experiments and sweeps",
                            description="MNIST with an MLP (seed section 3).")
     mnist_sub = mnist.add_subparsers(dest="mnist_command", metavar="ACTION")
@@ -82,7 +79,7 @@ def run_train(*, epochs: int | None, overrides: list[str], config_file: Path | N
                         threads=threads, run_name=out.name)
     summary["run_dir"] = str(out)
     if as_json:
-        print(json.dumps({k: summary.get(k) for k in JSON_FIELDS}))
+        print(json.dumps({k: summary.get(k) for k in SUMMARY_FIELDS}))
         return 0
     say(f"wrote {out}/ (config.json, metrics.csv, summary.json, checkpoint.pt, loss.png, loss.pdf)")
     div = summary["divergence"]

@@ -48,8 +48,8 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mlplab.report.reproduce import reproduce
-    from mlplab.report.steps import Settings
+    from mlplab.pipeline.reproduce import reproduce
+    from mlplab.pipeline.steps import Settings
 
     if args.jobs is not None and args.jobs < 1:
         raise MlplabError(f"--jobs must be at least 1, got {args.jobs}", hint="pass --jobs 1 or more")

@@ -1,17 +1,17 @@
 """Many small full-batch gradient-descent runs at once, in NumPy, for answer keys and mistake diagnosis.
 
 An answer key needs 4 runs of 1000 epochs, a diagnosis some 30 more (each mistake trained its own way),
-and a class of 30 students 30 times that. `mlplab.descent` runs one `SimpleMLP` per run through torch
+and a class of 30 students 30 times that. `mlplab.twolayer.descent` runs one `SimpleMLP` per run through torch
 autograd (about half a second each on a small CPU), so this module stacks K runs of the same shape along a
 leading axis and steps them together: one epoch costs about the same for K = 1 and K = 200.
 
-Per run k, the loop is `mlplab.descent.gradient_descent_run` written out with the chain rule of
-`mlplab.gradients` (tests compare the two):
+Per run k, the loop is `mlplab.twolayer.descent.gradient_descent_run` written out with the chain rule of
+`mlplab.twolayer.gradients` (tests compare the two):
 
     Z1 = X W1 + b1   (K, N, h)    A1 = sigma_1(Z1)     z2 = A1 w2 + b2   (K, N)    y_hat = sigma_2(z2)
     loss[k] is recorded before update k; a run whose loss turns NaN or infinite stops there.
 
-Losses: "mse"; "bce" with the clamp of `mlplab.losses` (eps = 1e-12, no gradient through a clamped log);
+Losses: "mse"; "bce" with the clamp of `mlplab.twolayer.losses` (eps = 1e-12, no gradient through a clamped log);
 "bce-logits", `F.binary_cross_entropy_with_logits` applied to y_hat (the assignment's example code, which
 puts a second sigmoid before the loss). `accumulate=True` steps with the running sum of all gradients so
 far, which is what a loop that never zeroes `.grad` does.
@@ -25,8 +25,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from mlplab.losses import BCE_EPS
-from mlplab.problem import Problem
+from mlplab.twolayer.losses import BCE_EPS
+from mlplab.twolayer.problem import Problem
 
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2}
 LOSS_CODES = {"mse": 0, "bce": 1, "bce-logits": 2}
@@ -58,7 +58,7 @@ class DescentSpec:
            accumulate: bool = False) -> DescentSpec:
         """The run of `problem` with these settings.
 
-        >>> from mlplab.problem import load_problem
+        >>> from mlplab.twolayer.problem import load_problem
         >>> DescentSpec.of(load_problem(), "relu", "sigmoid", "bce", 0.01).W1[0]
         (1.0, -2.5)
         """
@@ -83,7 +83,7 @@ def final_losses(specs: Sequence[DescentSpec], dtype: str = "float64") -> list[f
 
     Runs of the same shape go through one batched loop.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> p = load_problem()
     >>> [round(v, 4) for v in final_losses([DescentSpec.of(p, "relu", "sigmoid", "bce", 0.01)])]
     [0.6558]

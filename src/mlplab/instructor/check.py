@@ -19,8 +19,8 @@ from mlplab.errors import MlplabError
 from mlplab.instructor.key import agrees, answer_key, to_rounded
 from mlplab.instructor.mistakes import MISTAKE_IDS, mistaken_values
 from mlplab.instructor.render import fmt_value
-from mlplab.problem import Problem
 from mlplab.tables import Table
+from mlplab.twolayer.problem import Problem
 
 META_KEYS = ("variant", "student")
 """Keys an answer file may hold besides the key's items."""
@@ -191,7 +191,7 @@ def _given_json(value: Any) -> Any:
 def check_answers(problem: Problem, answers: dict[str, Any]) -> CheckResult:
     """Grade `answers` (item name -> number, list or None; unknown names raise) on `problem`.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> r = check_answers(load_problem(), {"loss.bce.relu-sigmoid": 1.68, "grad.mse_b2.identity": -4.1})
     >>> [(i.status, i.diagnosis) for i in r.items if i.status != "missing"]
     [('right', None), ('wrong', 'missing-2-over-n (summed, no 2/N)')]
@@ -216,7 +216,7 @@ def check_answers(problem: Problem, answers: dict[str, Any]) -> CheckResult:
 def answer_template(problem: Problem) -> dict[str, Any]:
     """An empty answer sheet: every key item as null (lists of nulls in the item's shape), and the variant id.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> t = answer_template(load_problem()); t["variant"], t["table2.relu-relu.y_hat"]
     ('seed', [None, None, None, None])
     """

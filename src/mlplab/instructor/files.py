@@ -21,7 +21,7 @@ from mlplab.instructor.check import ClassReport, answer_template, class_figure
 from mlplab.instructor.key import AnswerKey, answer_key
 from mlplab.instructor.render import key_latex, key_markdown
 from mlplab.instructor.variants import Variant
-from mlplab.problem import Problem, load_problem
+from mlplab.twolayer.problem import Problem, load_problem
 
 ANSWER_SUFFIXES = (".json", ".csv")
 _INDEXED = re.compile(r"^(?P<name>[^\[\]]+)(?P<index>(\[\d+\])+)$")

@@ -29,9 +29,9 @@ from typing import Any
 
 import mpmath
 
-from mlplab.activations import activation_pairs
 from mlplab.instructor.batch_descent import DescentSpec, final_losses
-from mlplab.problem import Problem, problem_from_dict
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import Problem, problem_from_dict
 
 WORK_DIGITS = 60
 GRAD_SIGMA1 = "relu"
@@ -136,7 +136,7 @@ def forward_exact(problem: Problem, sigma1: str, sigma2: str, keep: Keep = _same
     """Z1 = X W1 + b1, A1 = sigma1(Z1), z2 = A1 w2 + b2, y_hat = sigma2(z2); `keep` is applied to every
     intermediate as it is written down (the identity for the key, `round2` for a student who rounds early).
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> fw = forward_exact(load_problem(), "identity", "identity")
     >>> fw.Z1[0], fw.y_hat[2]
     ([Fraction(3, 2), Fraction(-1, 2)], Fraction(-41, 10))
@@ -241,7 +241,7 @@ class AnswerKey:
     def rounded(self) -> dict[str, Any]:
         """The key as the assignment asks for it: two decimals (floats), labels as ints; JSON-ready.
 
-        >>> from mlplab.problem import load_problem
+        >>> from mlplab.twolayer.problem import load_problem
         >>> answer_key(load_problem()).rounded()["table2.sigmoid-sigmoid.y_hat"][2]
         0.22
         """
@@ -285,7 +285,7 @@ def describe(name: str) -> str:
 def answer_key(problem: Problem) -> AnswerKey:
     """The answer key of `problem` (cached per problem: keys are reused by the checker and the class report).
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> key = answer_key(load_problem())
     >>> key.values["table2.identity-identity.y_hat"][2], key.rounded()["loss.bce.relu-sigmoid"]
     (Fraction(-41, 10), 1.68)

@@ -23,7 +23,6 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from mlplab.activations import activation_pairs
 from mlplab.instructor.batch_descent import DescentSpec, final_losses
 from mlplab.instructor.key import (
     DESCENT_PAIR,
@@ -39,7 +38,8 @@ from mlplab.instructor.key import (
     round2,
     softplus_q,
 )
-from mlplab.problem import Problem
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import Problem
 
 Alternatives = dict[str, list[tuple[str, Any]]]
 """Key item -> [(detail, mistaken value), ...]."""
@@ -216,7 +216,7 @@ def all_descent_specs(problem: Problem) -> list[DescentSpec]:
 def mistaken_values(problem: Problem) -> dict[str, Alternatives]:
     """For every mistake, the answers it gives on `problem` (cached per problem).
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> alts = mistaken_values(load_problem())["missing-2-over-n"]["grad.mse_b2.identity"]
     >>> [(detail, str(v)) for detail, v in alts]
     [('summed, no 2/N', '-41/10'), ('averaged, no factor 2', '-41/40')]

@@ -38,7 +38,7 @@ def _problem_lines(key: AnswerKey) -> list[tuple[str, str]]:
 def key_markdown(key: AnswerKey) -> str:
     """The key as a Markdown page: the problem's numbers, then one table row per item.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> from mlplab.instructor.key import answer_key
     >>> [line for line in key_markdown(answer_key(load_problem())).splitlines() if "grad.mse_b2.sigmoid" in line]
     ['| `grad.mse_b2.sigmoid` | 0.10 | dL_MSE/db2 with (sigma1, sigma2) = (relu, sigmoid) |']

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
-from mlplab.activations import activation_pairs
 from mlplab.errors import MlplabError
 from mlplab.instructor.batch_descent import final_losses
 from mlplab.instructor.key import (
@@ -43,7 +42,8 @@ from mlplab.instructor.key import (
     round2,
 )
 from mlplab.instructor.mistakes import MISTAKES, all_descent_specs, mistaken_values
-from mlplab.problem import Problem, load_problem
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.problem import Problem, load_problem
 
 INPUTS = tuple(range(-2, 3))
 WEIGHTS = tuple(Fraction(k, 2) for k in range(-6, 7))

@@ -8,8 +8,6 @@ the same constants as PyTorch's MNIST example). `tests/test_mnist_real.py` recom
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,39 +15,13 @@ import numpy as np
 import torch
 
 from mlplab.errors import MlplabError
-from mlplab.mnist.fetch import MNIST_FILES, MnistFile, cached_path, md5_hex
+from mlplab.mnist.fetch import MNIST_FILES, MnistFile, cached_path, default_data_dir, md5_hex
 from mlplab.mnist.idx import parse_idx, read_idx_bytes
 
 MEAN = 0.1307
 STD = 0.3081
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
-
-
-def default_data_dir() -> Path:
-    """Where MNIST is cached: `$MLPLAB_DATA` if set, else `<user cache>/mlplab/mnist`.
-
-    The user cache is `$XDG_CACHE_HOME` (default `~/.cache`) on Linux, `~/Library/Caches` on macOS and
-    `%LOCALAPPDATA%` on Windows.
-
-    >>> from unittest import mock
-    >>> with mock.patch.dict(os.environ, {"MLPLAB_DATA": "~/mnist"}):
-    ...     default_data_dir() == Path.home() / "mnist"
-    True
-    """
-    override = os.environ.get("MLPLAB_DATA")
-    if override:
-        return Path(override).expanduser()
-    return _user_cache_dir() / "mlplab" / "mnist"
-
-
-def _user_cache_dir() -> Path:
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # the XDG spec ignores relative paths
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,10 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlplab.caches import cache_dir
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_bytes, ensure_dir
 from mlplab.locks import folder_lock
 from mlplab.mnist.idx import parse_idx, read_idx_bytes
+
+
+def default_data_dir() -> Path:
+    """Where MNIST is cached: `$MLPLAB_DATA` if set, else `<user cache>/mlplab/mnist`.
+
+    The user cache is `$XDG_CACHE_HOME` (default `~/.cache`) on Linux, `~/Library/Caches` on macOS and
+    `%LOCALAPPDATA%` on Windows (`mlplab.caches`).
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"MLPLAB_DATA": "~/mnist"}):
+    ...     default_data_dir() == Path.home() / "mnist"
+    True
+    """
+    override = os.environ.get("MLPLAB_DATA")
+    if override:
+        return Path(override).expanduser()
+    return cache_dir("mnist")
 
 
 @dataclass(frozen=True)
@@ -128,8 +146,6 @@ def verify_mnist(data_dir: Path | None = None, files: Mapping[str, MnistFile] = 
     >>> [check.status for check in verify_mnist(Path(tempfile.mkdtemp()))]
     ['missing', 'missing', 'missing', 'missing']
     """
-    from mlplab.mnist.data import default_data_dir
-
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     return [check_file(folder, spec) for spec in files.values()]
 
@@ -147,8 +163,6 @@ def fetch_mnist(data_dir: Path | None = None, *, mirrors: Sequence[str] = MIRROR
     Traceback (most recent call last):
     mlplab.errors.MlplabError: could not fetch MNIST file(s) train-images-idx3-ubyte, ...; tried: nothing; put ...
     """
-    from mlplab.mnist.data import default_data_dir
-
     say = log or (lambda _msg: None)
     try:
         folder = ensure_dir(Path(data_dir) if data_dir is not None else default_data_dir())

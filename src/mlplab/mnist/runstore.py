@@ -22,6 +22,10 @@ from mlplab.fsio import atomic_torch_save, atomic_write_json, atomic_write_text,
 from mlplab.locks import folder_lock
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "epoch_time_s")
+SUMMARY_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
+                  "test_accuracy_at_best_epoch", "onset_epoch", "selection", "epochs_run", "divergent", "divergence",
+                  "stopped_early", "parameters", "device", "engine", "kernel", "wall_time_s", "run_dir")
+"""The facts of summary.json that `--json` prints for a run, in this order."""
 
 
 class RunStore:

@@ -18,7 +18,7 @@ from mlplab.report.latex import listing_source, tex
 def object_source(module: str, name: str) -> str:
     """The source of `module.name` (a function or class), dedented.
 
-    >>> object_source("mlplab.losses", "mse").splitlines()[0].startswith("def mse(")
+    >>> object_source("mlplab.twolayer.losses", "mse").splitlines()[0].startswith("def mse(")
     True
     """
     obj = getattr(importlib.import_module(module), name)

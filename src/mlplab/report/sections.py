@@ -13,17 +13,17 @@ from typing import Any
 
 import torch
 
-from mlplab.activations import activation_pairs
-from mlplab.decision import classify_pairs
-from mlplab.errata import seed_binary_cross_entropy
-from mlplab.forward import forward
-from mlplab.gradients import b2_gradient_exact
-from mlplab.losses import binary_cross_entropy
-from mlplab.problem import Problem
 from mlplab.report import answers_backward as ab
 from mlplab.report import answers_forward as af
 from mlplab.report.latex import Material
 from mlplab.report.listings import Listings
+from mlplab.twolayer.activations import activation_pairs
+from mlplab.twolayer.decision import classify_pairs
+from mlplab.twolayer.errata import seed_binary_cross_entropy
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.gradients import b2_gradient_exact
+from mlplab.twolayer.losses import binary_cross_entropy
+from mlplab.twolayer.problem import Problem
 
 RUN1 = "mlplab reproduce --only section1"
 RUN2 = "mlplab reproduce --only section2"
@@ -76,7 +76,7 @@ def section1(m: Material, code: Listings, problem: Problem, stream: dict[str, An
            answer("\\texttt{forward} returns all four intermediates $\\mathbf{Z}_1, \\mathbf{A}_1, \\mathbf{z}_2, "
                   "\\hat{\\mathbf{y}}$ as named fields; activations may be given by name or as functions. With the "
                   "identity in both layers it reproduces the hand values of question (1) (Table~\\ref{tab:table1})."),
-           code.show("mlplab.forward", "forward"),
+           code.show("mlplab.twolayer.forward", "forward"),
            question("1.2 (4)", "Table 1: hand against PyTorch"),
            m.table(["section1/table1.tex"], "Table 1.", RUN1),
            answer(af.consistency_answer(diff, int(ident.A1.numel() + ident.y_hat.numel()))),
@@ -85,7 +85,7 @@ def section1(m: Material, code: Listings, problem: Problem, stream: dict[str, An
            answer("Table~\\ref{tab:table2} gives $\\mathbf{a}_1$ and $\\hat y$ for every input and every pair "
                   "$(\\sigma_1, \\sigma_2)$, computed by \\texttt{forward}. For $\\mathbf{x}_3$ it agrees with the "
                   "nine values the assignment prints. The activations, as code:"),
-           code.show("mlplab.activations", "relu") + code.show("mlplab.activations", "sigmoid"),
+           code.show("mlplab.twolayer.activations", "relu") + code.show("mlplab.twolayer.activations", "sigmoid"),
            m.table(["section1/table2.tex"], "Table 2.", RUN1),
            question("1.3 (6)", "Why the outputs differ: nonlinearity and the vanishing gradient"),
            answer(af.activation_answer({k: _plain(v) for k, v in outs.items()}, w, c, problem.n))]
@@ -127,7 +127,7 @@ def section2(m: Material, code: Listings, problem: Problem) -> str:
                   "Appendix~\\ref{app:errata}):\n\\begin{itemize}\n" + bce_items + "\\end{itemize}"),
            m.table_part("section2/losses.tex", "losses-relu-sigmoid", "The loss table, (ReLU, sigmoid).", RUN2),
            m.table_part("section2/losses.tex", "losses-sigmoid-sigmoid", "The loss table, (sigmoid, sigmoid).", RUN2),
-           code.show("mlplab.losses", "mse") + code.show("mlplab.losses", "binary_cross_entropy"),
+           code.show("mlplab.twolayer.losses", "mse") + code.show("mlplab.twolayer.losses", "binary_cross_entropy"),
            question("2.2 (6)", "Which loss penalises misclassified samples more"),
            answer(ab.compare_answer(preds, y)),
            question("2.2 (7)", "Sensitivity near the decision boundary"),
@@ -156,8 +156,8 @@ def section2(m: Material, code: Listings, problem: Problem) -> str:
                   "against float64 autograd and central finite differences."),
            question("2.3 (11)", "What \\texttt{main()} computes"),
            answer(ab.main_answer(right_loss, seed_loss, rs.flatten().tolist())),
-           code.show("mlplab.simple_mlp", "SimpleMLP", caption="SimpleMLP in mlplab.simple_mlp (the assignment's "
-                     "API, its mistakes fixed)"),
+           code.show("mlplab.twolayer.simple_mlp", "SimpleMLP",
+                     caption="SimpleMLP in mlplab.twolayer.simple_mlp (the assignment's API, its mistakes fixed)"),
            "\\subsection{Gradient descent}",
            question("2.4 (12)", "Gradient descent inside \\texttt{SimpleMLP}"),
            answer("\\texttt{SimpleMLP.gradient\\_descent} (listed above) takes the four gradients returned by "
@@ -165,7 +165,7 @@ def section2(m: Material, code: Listings, problem: Problem) -> str:
                   "$\\theta \\leftarrow \\theta - \\eta\\nabla_\\theta\\mathcal{L}$, under \\texttt{torch.no\\_grad()} "
                   "so the update itself is not tracked; \\texttt{compute\\_gradients} clears the old gradients first, "
                   "so they do not accumulate from epoch to epoch. The training loop:"),
-           code.show("mlplab.descent", "gradient_descent_run"),
+           code.show("mlplab.twolayer.descent", "gradient_descent_run"),
            question("2.4 (13)", "1000 epochs with $\\eta = 0.01$"),
            _descent(m, "bce", 0),
            m.figure(["section2/descent_bce/descent_loss.pdf"],

@@ -14,12 +14,12 @@ from typing import Any
 
 import mlplab
 from mlplab.fsio import atomic_write_text, ensure_dir
-from mlplab.problem import load_problem
 from mlplab.report.latex import PREAMBLE, Material, markdown_to_latex, tex
 from mlplab.report.listings import Listings
 from mlplab.report.mnist_section import section3
 from mlplab.report.references import BIBTEX
 from mlplab.report.sections import appendix_gradients, section1, section2
+from mlplab.twolayer.problem import load_problem
 
 
 @dataclass

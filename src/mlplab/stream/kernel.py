@@ -1,6 +1,6 @@
 """The forward pass and summary of one chunk, fused: the native loop when it compiles, else blocked torch.
 
-Both kernels give y_hat within float32 rounding of `mlplab.forward` and make a row's y_hat depend on that
+Both kernels give y_hat within float32 rounding of `mlplab.twolayer.forward` and make a row's y_hat depend on that
 row alone (never on where a chunk starts), so summaries are identical for any chunking.
 
     Z1 = X W1 + b1 (n, h),  A1 = sigma_1(Z1),  z2 = A1 W2 + b2 (n, 1),  y_hat = sigma_2(z2)
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mlplab.activations import get_activation
 from mlplab.errors import MlplabError
 from mlplab.stream.native import NativeKernel, NativePool, Stats, load_native, units_from_isums
 from mlplab.stream.summary import (
@@ -24,6 +23,7 @@ from mlplab.stream.summary import (
     summarize_y,
     summarize_y_torch,
 )
+from mlplab.twolayer.activations import get_activation
 
 POLICIES = {"error": 0, "skip": 1, "keep": 2}
 TORCH_BLOCK = 16384  # rows per torch block: X, Z1 and y of a block stay in L2 cache

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlplab.activations import parse_pair
 from mlplab.device import get_device
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json
 from mlplab.locks import folder_lock
-from mlplab.problem import Problem, load_problem
 from mlplab.stream.dask_engine import TaskSpec, run_dask
 from mlplab.stream.engine import Shard, run_shards
 from mlplab.stream.kernel import ChunkKernel, Network
 from mlplab.stream.manifest import RunDir, plan_shards
 from mlplab.stream.sources import open_source
 from mlplab.stream.summary import Summary, default_edges
+from mlplab.twolayer.activations import parse_pair
+from mlplab.twolayer.problem import Problem, load_problem
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The seed's Table 1 (identity/identity, Hand vs PyTorch) and Table 2 (all nine activation pairs).
 
-"Hand" values come from the exact derivation (`mlplab.byhand`), "PyTorch" values from `mlplab.forward`
+"Hand" values come from the exact derivation (`mlplab.twolayer.byhand`), "PyTorch" values from `mlplab.twolayer.forward`
 in float32 by default, as the seed's code asks (`dtype=torch.float32`); pass `dtype=torch.float64` for
 double precision. Tables keep raw values; they are rounded to two decimals only when rendered.
 """
@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from mlplab.activations import SYMBOLS, activation_pairs
-from mlplab.byhand import Derivation, derive_by_hand
 from mlplab.errors import MlplabError
-from mlplab.forward import ForwardResult, forward
-from mlplab.problem import Problem
 from mlplab.tables import Table
+from mlplab.twolayer.activations import SYMBOLS, activation_pairs
+from mlplab.twolayer.byhand import Derivation, derive_by_hand
+from mlplab.twolayer.forward import ForwardResult, forward
+from mlplab.twolayer.problem import Problem
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -40,7 +40,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def pytorch_forward(problem: Problem, activation1: str, activation2: str,
                     dtype: torch.dtype = torch.float32) -> ForwardResult:
-    """`mlplab.forward` on the problem's numbers, in `dtype`, on the CPU."""
+    """`mlplab.twolayer.forward` on the problem's numbers, in `dtype`, on the CPU."""
     t = problem.tensors(dtype=resolve_dtype(dtype))
     return forward(t["X"], activation1, t["W1"], t["b1"], activation2, t["W2"], t["b2"])
 
@@ -63,7 +63,7 @@ def _var_labels(h: int) -> list[str]:
 def table1(problem: Problem, dtype: torch.dtype = torch.float32) -> Table:
     """Table 1: a1 (every hidden entry) and y_hat per sample, identity in both layers, Hand and PyTorch.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> t = table1(load_problem())
     >>> t.columns[:3], [round(v, 4) for v in t.rows[-1][5:7]]
     (['Var.', 'x1 Hand', 'x1 PyTorch'], [-4.1, -4.1])
@@ -91,7 +91,7 @@ def table2(problem: Problem, dtype: torch.dtype = torch.float32) -> Table:
     """Table 2: a1 and y_hat per sample for all nine (sigma_1, sigma_2) pairs, from PyTorch, with the largest
     difference to the exact by-hand values in the last column.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> t = table2(load_problem())
     >>> [t.cell(r[4]) for r in t.rows if r[1] == "y_hat"]
     ['-4.10', '0.00', '0.02', '-4.10', '0.00', '0.02', '-1.25', '0.00', '0.22']

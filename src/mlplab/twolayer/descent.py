@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from mlplab.activations import activation_name
-from mlplab.losses import LossFn, get_loss, loss_name
-from mlplab.simple_mlp import SimpleMLP
+from mlplab.twolayer.activations import activation_name
+from mlplab.twolayer.losses import LossFn, get_loss, loss_name
+from mlplab.twolayer.simple_mlp import SimpleMLP
 
 VERDICTS = ("converging", "flat", "oscillating", "diverging", "collapsed")
 DEFAULT_STEPS = (0.01, 10.0)
@@ -132,15 +132,15 @@ def collapse(tensors: dict[str, torch.Tensor], activations: tuple[str, str], wei
              b2_trace: Sequence[float] = (), tol: float = 1e-6) -> Collapse:
     """Look at final `weights` (the seed's shapes) on the problem's X and y; float64 throughout.
 
-    >>> from mlplab.gradients import load_seed_tensors
+    >>> from mlplab.twolayer.gradients import load_seed_tensors
     >>> t = load_seed_tensors()
     >>> c = collapse(t, ("relu", "sigmoid"), {"W1": -t["W1"].abs(), "b1": -t["b1"].abs() - 5, "W2": t["W2"],
     ...                                        "b2": t["b2"]})
     >>> c.dead_units, c.constant_output, c.collapsed
     (2, True, True)
     """
-    from mlplab.decision import THRESHOLD
-    from mlplab.forward import forward
+    from mlplab.twolayer.decision import THRESHOLD
+    from mlplab.twolayer.forward import forward
 
     X, y = tensors["X"].double(), tensors["y"].double().flatten()
     w = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in weights.items()}
@@ -187,7 +187,7 @@ def gradient_descent_run(tensors: dict[str, torch.Tensor], activations: tuple[st
 
     `losses[k]` is the loss at the weights before update k (the assignment's loop records it the same way).
 
-    >>> from mlplab.gradients import load_seed_tensors
+    >>> from mlplab.twolayer.gradients import load_seed_tensors
     >>> run = gradient_descent_run(load_seed_tensors(), ("relu", "sigmoid"), "bce", 0.01, 5)
     >>> len(run.losses), run.losses[-1] < run.losses[0]
     (5, True)

@@ -7,9 +7,9 @@ its own folder, so a quick run never passes for a full one) and the state file. 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,10 +18,17 @@ from typing import Any
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json
-from mlplab.report import parts
-from mlplab.report.calibrate import parallel_wall
-from mlplab.report.plan import Step, StepOutput, StepUnavailable
-from mlplab.tables import plural
+from mlplab.mnist import fetch, sweep
+from mlplab.mnist.compare_report import write_comparisons
+from mlplab.mnist.config import config_from_dict
+from mlplab.mnist.experiments import select_experiments
+from mlplab.pipeline.calibrate import parallel_wall, probe_runs, run_estimate
+from mlplab.pipeline.plan import Step, StepOutput, StepUnavailable
+from mlplab.stream.run import run_stream
+from mlplab.tables import Table, plural, write_tables
+from mlplab.twolayer.problem import load_problem
+from mlplab.twolayer.section1 import write_section1
+from mlplab.twolayer.section2 import write_section2
 
 PROFILES: dict[str, dict[str, Any]] = {
     # The seed's settings: 100 epochs, every experiment; streaming at a size that fits one machine.
@@ -62,8 +69,6 @@ class Settings:
     def problem_digest(self) -> str:
         if self.problem_path is None:
             return "seed"
-        from mlplab.problem import load_problem
-
         load_problem(self.problem_path)  # a missing or malformed file is a clear error before anything runs
         return hashlib.sha256(Path(self.problem_path).read_bytes()).hexdigest()[:16]
 
@@ -81,8 +86,6 @@ PDF_S = 3.0
 
 def build_steps(settings: Settings, log: Callable[[str], None], report_step: Callable[[], StepOutput]) -> list[Step]:
     """The plan for `settings`, in order; `report_step` writes the report (defined by the caller)."""
-    from mlplab.problem import load_problem
-
     problem_key = settings.problem_digest()
 
     def section(writer: Callable[[Any, Path], list[Path]], sub: str) -> Callable[[], StepOutput]:
@@ -94,16 +97,16 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
     code = source_digest()  # sections 1-2 and the comparisons take seconds: redo them when the code changed
     steps = [
         Step("section1", "Section 1: Tables 1-2, the forward pass by hand, the network figure", SECTION1_S,
-             section(parts.write_section1, "section1"), {"problem": problem_key, "code": code}),
+             section(write_section1, "section1"), {"problem": problem_key, "code": code}),
         Step("section2", "Section 2: classification, losses, gradients, gradient descent", SECTION2_S,
-             section(parts.write_section2, "section2"), {"problem": problem_key, "code": code}),
+             section(write_section2, "section2"), {"problem": problem_key, "code": code}),
     ]
     stream_rows = int(settings.value("stream_rows"))
     steps.append(Step("stream", f"Streaming forward pass over {stream_rows:,} synthetic rows",
                       2.0 + stream_rows / _stream_rate(settings.results_dir),
                       lambda: _run_stream(settings, stream_rows),
                       {"rows": stream_rows, "problem": problem_key}))
-    ready = _safe_ready(settings.data_dir)
+    ready = _mnist_ready(settings.data_dir)
     steps.append(Step("mnist-data", "MNIST in the cache (fetched when missing)",
                       MNIST_CHECK_S + (0.0 if ready or not settings.fetch else MNIST_FETCH_S),
                       lambda: _mnist_data(settings, log), {"data_dir": str(settings.data_dir or "")}))
@@ -142,21 +145,13 @@ def _stream_rate(results_dir: Path) -> float:
     return STREAM_ROWS_PER_S
 
 
-def _safe_ready(data_dir: Path | None) -> bool:
-    try:
-        return parts.mnist_ready(data_dir)
-    except StepUnavailable:
-        return False
+def _mnist_ready(data_dir: Path | None) -> bool:
+    """True when all four MNIST files are in the cache with the right checksums (never downloads)."""
+    return all(c.ok for c in fetch.verify_mnist(data_dir))
 
 
 def _run_stream(settings: Settings, rows: int) -> StepOutput:
     """The streaming engine over `rows` synthetic rows: its summary, speed and a table for the report."""
-    import platform
-
-    from mlplab.problem import load_problem
-    from mlplab.tables import Table
-
-    run_stream = parts.lookup("mlplab.stream", "run_stream")
     problem = load_problem(settings.problem_path)
     folder = settings.results_dir / "stream"
     chunk_rows = max(1, min(rows // 8, 1 << 20))  # at least eight chunks, so the demonstration really streams
@@ -174,41 +169,26 @@ def _run_stream(settings: Settings, rows: int) -> StepOutput:
                     data["positives"], data["mean_y_hat"], data["min_y_hat"], data["max_y_hat"]]], decimals=4,
                   caption=f"The network of the problem, {STREAM_ACTIVATIONS}, streamed in chunks over synthetic "
                           "rows; the summary is computed on the fly.", label="tab:stream")
-    return StepOutput(files=[summary, *parts_write_tables(table, folder, "stream")],
+    return StepOutput(files=[summary, *write_tables([table], folder, "stream")],
                       info={k: data[k] for k in ("rows", "rows_per_s", "seconds", "kernel")})
 
 
 STREAM_ACTIVATIONS = ("relu", "sigmoid")
 
 
-def parts_write_tables(table: Any, folder: Path, stem: str) -> list[Path]:
-    from mlplab.cli.common import write_tables
-
-    return write_tables([table], folder, stem)
-
-
 def _mnist_data(settings: Settings, log: Callable[[str], None]) -> StepOutput:
-    if parts.mnist_ready(settings.data_dir):
+    if _mnist_ready(settings.data_dir):
         return StepOutput(info={"fetched": False})
     if not settings.fetch:
         raise StepUnavailable("MNIST is not in the cache and fetching was switched off (--no-fetch)")
-    folder = parts.fetch_mnist(settings.data_dir, log)
+    folder = Path(fetch.fetch_mnist(settings.data_dir, log=log))
     return StepOutput(info={"fetched": True, "data_dir": str(folder)})
 
 
 def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> list[Step]:
-    try:
-        experiments = parts.lookup("mlplab.mnist.experiments", "select_experiments")
-        sweep = importlib.import_module("mlplab.mnist.sweep")
-    except (StepUnavailable, ImportError) as exc:
-        msg = str(exc)
-
-        def unavailable() -> StepOutput:
-            raise StepUnavailable(f"the MNIST experiments are not available ({msg})")
-        return [Step("mnist-runs", "MNIST experiments", 0.0, unavailable, needs=("mnist-data",))]
     epochs = int(settings.value("mnist_epochs"))
     names = list(settings.value("experiments") or ["all"])
-    plans = sweep.plan_sweep(experiments(names), settings.mnist_dir, epochs=epochs)
+    plans = sweep.plan_sweep(select_experiments(names), settings.mnist_dir, epochs=epochs)
     pending = [p for p in plans if p.state != "done"]
     n_jobs, threads = sweep.choose_jobs(max(1, len(pending)), settings.jobs)
     factor = _calibration(settings.results_dir)
@@ -217,7 +197,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> l
     # Runs side by side: each step's share of the wall time of the whole parallel batch, longest run first.
     wall = parallel_wall([cost[p.name] for p in pending], n_jobs)
     share = wall / max(sum(cost[p.name] for p in pending), 1e-9)
-    batch = _MnistBatch(sweep, [p for p in pending], settings, n_jobs, threads, log)
+    batch = _MnistBatch([p for p in pending], settings, n_jobs, threads, log)
     steps = []
     for plan in plans:
         parallel = n_jobs > 1 and plan in pending
@@ -239,13 +219,11 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> l
 
 def _probed_costs(settings: Settings, pending: list[Any], jobs: int, threads: int) -> dict[str, float]:
     """Seconds per pending run from a few real batches of its configuration on this machine, probed `jobs` at a
-    time as the runs will train (see `mlplab.report.calibrate`); empty when MNIST is not in the cache yet (then
+    time as the runs will train (see `mlplab.pipeline.calibrate`); empty when MNIST is not in the cache yet (then
     the cost model stands)."""
     wanted = not settings.only or any(n == "mnist" or n.startswith("mnist-") for n in settings.only)
-    if not pending or not wanted or not _safe_ready(settings.data_dir):
+    if not pending or not wanted or not _mnist_ready(settings.data_dir):
         return {}
-    from mlplab.report.calibrate import probe_runs, run_estimate
-
     probes = probe_runs([p.config for p in pending], settings.data_dir, jobs, threads)
     out = {}
     for plan, probe in zip(pending, probes):
@@ -282,17 +260,12 @@ RUN_OVERHEAD_S = 15.0  # per MNIST run: start-up, loading MNIST, evaluation
 
 def _calibration(results_dir: Path) -> float:
     # Measured speed beats a guess: scale the sweep's cost model by the finished runs found under results/.
-    try:
-        sweep = importlib.import_module("mlplab.mnist.sweep")
-        config_mod = importlib.import_module("mlplab.mnist.config")
-    except ImportError:
-        return DEFAULT_CALIBRATION
     ratios = []
     for summary_path in sorted((results_dir / "mnist").glob("*/*/summary.json"))[:20]:
         try:
             summary = json.loads(summary_path.read_text())
             raw = json.loads((summary_path.parent / "config.json").read_text())
-            config = config_mod.config_from_dict(raw)
+            config = config_from_dict(raw)
             wall = float(summary.get("train_time_s") or 0.0)
             model = sweep.estimated_cost(config) * int(summary.get("epochs_run") or 0) / config.training.num_epochs
         except Exception:  # any unreadable or older run: just not used for calibration
@@ -305,16 +278,16 @@ def _calibration(results_dir: Path) -> float:
 class _MnistBatch:
     """Runs pending MNIST experiments: one at a time per step, or all at once (`jobs` > 1) on the first step."""
 
-    def __init__(self, sweep: Any, pending: list[Any], settings: Settings, jobs: int, threads: int,
+    def __init__(self, pending: list[Any], settings: Settings, jobs: int, threads: int,
                  log: Callable[[str], None]) -> None:
-        self.sweep, self.pending, self.settings = sweep, pending, settings
+        self.pending, self.settings = pending, settings
         self.jobs, self.threads, self.log = jobs, threads, log
         self.summaries: dict[str, dict[str, Any]] = {}
         self.error: str | None = None
         self.started = False
 
     def options(self) -> Any:
-        return self.sweep.SweepOptions(data_dir=self.settings.data_dir, progress=False)
+        return sweep.SweepOptions(data_dir=self.settings.data_dir, progress=False)
 
     def run(self, plan: Any) -> StepOutput:
         if self.jobs > 1 and plan in self.pending:
@@ -322,7 +295,7 @@ class _MnistBatch:
                 self.started = True
                 self.log(f"MNIST: {len(self.pending)} runs, {self.jobs} at a time with {self.threads} thread(s) each")
                 try:
-                    self.sweep.run_sweep(self.pending, self.options(), jobs=self.jobs, on_done=self._done)
+                    sweep.run_sweep(self.pending, self.options(), jobs=self.jobs, on_done=self._done)
                 except MlplabError as exc:
                     self.error = str(exc)
             if plan.name not in self.summaries:
@@ -330,7 +303,7 @@ class _MnistBatch:
                                   hint="run the same command again; finished runs are kept, others resume")
             summary = self.summaries[plan.name]
         else:
-            summary = self.sweep.execute(plan, self.options(), self.threads)
+            summary = sweep.execute(plan, self.options(), self.threads)
         files = [plan.run_dir / "summary.json"]
         return StepOutput(files=files, info={k: v for k, v in summary.items() if k not in ("history", "stopping")})
 
@@ -343,11 +316,6 @@ class _MnistBatch:
 
 
 def _mnist_compare(settings: Settings) -> StepOutput:
-    try:
-        write = parts.lookup("mlplab.mnist.compare_report", "write_comparisons")
-    except StepUnavailable:
-        write = parts.lookup("mlplab.mnist.compare", "write_comparisons")
     out = settings.mnist_dir / "comparisons"
-    result = write(settings.mnist_dir, out, data_dir=settings.data_dir)
-    paths = result[2] if isinstance(result, tuple) and len(result) == 3 else []
+    _tables, _observations, paths = write_comparisons(settings.mnist_dir, out, data_dir=settings.data_dir)
     return StepOutput(files=[Path(p) for p in paths])

@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import torch
 
-from mlplab.activations import Activation, get_activation
 from mlplab.errors import MlplabError
+from mlplab.twolayer.activations import Activation, get_activation
 
 
 class ForwardResult(NamedTuple):

@@ -23,14 +23,14 @@ from typing import Any
 
 from mlplab.errors import MlplabError
 from mlplab.fsio import atomic_write_json, atomic_write_text
-from mlplab.report.calibrate import Refiner
+from mlplab.pipeline.calibrate import Refiner
 
 STATE_FILE = "reproduce-state.json"
 STATE_VERSION = 1
 
 
 class StepUnavailable(Exception):
-    """The part of mlplab a step needs is not there (not built yet, or its input is missing): skip, say why."""
+    """What a step needs is not there (its input is missing, as MNIST with fetching off): skip it, say why."""
 
 
 @dataclass

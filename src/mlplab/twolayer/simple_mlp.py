@@ -16,8 +16,8 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from mlplab.activations import Activation, get_activation
 from mlplab.errors import MlplabError
+from mlplab.twolayer.activations import Activation, get_activation
 
 GradTuple = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mlplab.activations import activation_name, activation_pairs
-from mlplab.forward import forward
 from mlplab.tables import Table
+from mlplab.twolayer.activations import activation_name, activation_pairs
+from mlplab.twolayer.forward import forward
 
 THRESHOLD = 0.5
 """Decision threshold on the sigmoid output y_hat."""
@@ -67,7 +67,7 @@ def classify_pairs(tensors: dict[str, torch.Tensor], pairs: list[tuple[str, str]
 
     `tensors` is `Problem.tensors()`. Labels come from z2 >= 0 for a sigmoid output, else y_hat >= 0.5.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> d = classify_pairs(load_problem().tensors(), [("relu", "sigmoid")])[0]
     >>> d.labels, d.n_correct
     ([1, 1, 0, 1], 1)

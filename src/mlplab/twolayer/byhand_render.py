@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from mlplab.byhand import ActivationStep, Derivation, InnerProduct, Value, frac_text
 from mlplab.errors import MlplabError
 from mlplab.tables import round_decimal
+from mlplab.twolayer.byhand import ActivationStep, Derivation, InnerProduct, Value, frac_text
 
 RENDER_FORMATS = ("text", "markdown", "latex", "json")
 _SYMBOL = {"identity": "I", "relu": "ReLU", "sigmoid": "sigm"}
@@ -114,8 +114,8 @@ _LATEX = _Notation(latex=True)
 def inner_product_line(e: InnerProduct, nt: _Notation = _TEXT) -> str:
     """One entry of Z1 or z2 written as its inner product.
 
-    >>> from mlplab.problem import load_problem
-    >>> from mlplab.byhand import derive_by_hand
+    >>> from mlplab.twolayer.problem import load_problem
+    >>> from mlplab.twolayer.byhand import derive_by_hand
     >>> inner_product_line(derive_by_hand(load_problem()).Z1[0][0])
     'z1[1,1] = x1·W1[:,1] + b1[1] = (1)(1) + (0)(-3/2) + (0)(1/2) + 1/2 = 3/2 = 1.50'
     """
@@ -244,8 +244,8 @@ def _bmatrix(rows: Sequence[Sequence[Value]]) -> str:
 def render_derivations(derivations: Sequence[Derivation], fmt: str) -> str:
     """Render one or several derivations in `fmt` (text, markdown, latex or json).
 
-    >>> from mlplab.problem import load_problem
-    >>> from mlplab.byhand import derive_by_hand
+    >>> from mlplab.twolayer.problem import load_problem
+    >>> from mlplab.twolayer.byhand import derive_by_hand
     >>> render_derivations([derive_by_hand(load_problem())], "text").splitlines()[3]
     '  z1[1,1] = x1·W1[:,1] + b1[1] = (1)(1) + (0)(-3/2) + (0)(1/2) + 1/2 = 3/2 = 1.50'
     """

@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from mlplab.errors import MlplabError
-from mlplab.problem import Problem
+from mlplab.twolayer.problem import Problem
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with `import mlplab` (about 1 s)
     from matplotlib.axes import Axes
@@ -58,7 +58,7 @@ def draw_network(problem: Problem, activation1: str = "σ1", activation2: str = 
                  title: str | None = None) -> Figure:
     """The network of `problem` as a figure with one text per weight (gid 'weight ...') and per bias.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> fig = draw_network(load_problem())
     >>> sum(1 for t in fig.axes[0].texts if (t.get_gid() or "").startswith("weight"))
     8

@@ -23,12 +23,12 @@ from fractions import Fraction
 import mpmath
 import torch
 
-from mlplab.activations import activation_name
-from mlplab.forward import ForwardResult, as_layer_params, forward
-from mlplab.losses import bce_eps, loss_name
-from mlplab.losses import binary_cross_entropy as bce_loss
-from mlplab.losses import mse as mse_loss
-from mlplab.problem import Problem
+from mlplab.twolayer.activations import activation_name
+from mlplab.twolayer.forward import ForwardResult, as_layer_params, forward
+from mlplab.twolayer.losses import bce_eps, loss_name
+from mlplab.twolayer.losses import binary_cross_entropy as bce_loss
+from mlplab.twolayer.losses import mse as mse_loss
+from mlplab.twolayer.problem import Problem
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -110,7 +110,7 @@ def backward(X: torch.Tensor, activ_func1: str, W1: torch.Tensor, b1: torch.Tens
 
 def load_seed_tensors() -> dict[str, torch.Tensor]:
     """The seed problem as float64 tensors (a shortcut for examples and tests)."""
-    from mlplab.problem import load_problem
+    from mlplab.twolayer.problem import load_problem
 
     return load_problem().tensors()
 
@@ -137,7 +137,7 @@ def _exact_act(name: str, t: Fraction, dps: int) -> Fraction | mpmath.mpf:
 def b2_gradient_exact(problem: Problem, sigma1: str, sigma2: str, dps: int = 40) -> Fraction | mpmath.mpf:
     """dL_MSE/db2 by the closed form in exact arithmetic: a Fraction when no sigmoid is involved, else mpmath.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> b2_gradient_exact(load_problem(), "identity", "identity")
     Fraction(29, 20)
     """

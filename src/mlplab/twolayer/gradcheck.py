@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from mlplab.activations import activation_name, activation_pairs
-from mlplab.forward import as_layer_params, forward
-from mlplab.gradients import PARAMS, backward
-from mlplab.losses import bce_eps, get_loss, loss_name
 from mlplab.tables import Table
+from mlplab.twolayer.activations import activation_name, activation_pairs
+from mlplab.twolayer.forward import as_layer_params, forward
+from mlplab.twolayer.gradients import PARAMS, backward
+from mlplab.twolayer.losses import bce_eps, get_loss, loss_name
 
 REL_FLOOR = 1e-8
 """Floor of the relative-error denominator; below it entries compare absolutely (finite-difference noise is ~1e-10)."""
@@ -110,7 +110,7 @@ def check_gradients(tensors: dict[str, torch.Tensor], sigma1: str, sigma2: str, 
                     h: float = FD_STEP) -> GradCheck:
     """Chain rule vs autograd vs central differences for every entry of W1, b1, W2, b2 (all in float64).
 
-    >>> from mlplab.gradients import load_seed_tensors
+    >>> from mlplab.twolayer.gradients import load_seed_tensors
     >>> c = check_gradients(load_seed_tensors(), "sigmoid", "sigmoid", "bce")
     >>> c.max_err_autograd < 1e-12, c.max_err_fd < 1e-7, c.n_kink
     (True, True, 0)

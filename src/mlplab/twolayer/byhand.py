@@ -5,7 +5,7 @@ rational t != 0 is irrational, so those values (and everything computed from the
 mpmath at `WORK_DIGITS` digits and shown to `SHOW_DIGITS` significant digits, beside the symbolic form
 1/(1 + e^(-t)) and the two-decimal rounding the seed asks for.
 
-This module only computes; `mlplab.byhand_render` turns a `Derivation` into text, Markdown, LaTeX or JSON.
+This module only computes; `mlplab.twolayer.byhand_render` turns a `Derivation` into text, Markdown, LaTeX or JSON.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import mpmath
 
-from mlplab.activations import Activation, activation_name, activation_pairs
 from mlplab.errors import MlplabError
-from mlplab.problem import Problem
+from mlplab.twolayer.activations import Activation, activation_name, activation_pairs
+from mlplab.twolayer.problem import Problem
 
 WORK_DIGITS = 50  # mpmath working precision (decimal digits) for every irrational value
 SHOW_DIGITS = 30  # significant digits shown for irrational values
@@ -181,7 +181,7 @@ def derive_by_hand(problem: Problem, activ_func1: str | Activation = "identity",
                    activ_func2: str | Activation = "identity") -> Derivation:
     """Compute Z1 = X W1 + 1 b1, A1 = sigma_1(Z1), z2 = A1 w2 + b2 1, y_hat = sigma_2(z2) entry by entry.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> dv = derive_by_hand(load_problem(), "identity", "identity")
     >>> dv.Z1[0][0].value.exact, dv.y_hat[2].value.exact, dv.dims["A1"]
     (Fraction(3, 2), Fraction(-41, 10), (4, 2))
@@ -205,7 +205,7 @@ def derive_by_hand(problem: Problem, activ_func1: str | Activation = "identity",
 def derive_all_pairs(problem: Problem) -> list[Derivation]:
     """Derivations for all nine (sigma_1, sigma_2) pairs, in the seed's Table 2 order.
 
-    >>> from mlplab.problem import load_problem
+    >>> from mlplab.twolayer.problem import load_problem
     >>> [round(float(dv.y_hat[2].value), 2) for dv in derive_all_pairs(load_problem())][-3:]
     [-1.25, 0.0, 0.22]
     """

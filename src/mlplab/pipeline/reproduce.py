@@ -1,6 +1,6 @@
 """`reproduce`: show the plan with its time estimate, run it (resuming), write the report, build the PDF.
 
->>> from mlplab.report.steps import PROFILES
+>>> from mlplab.pipeline.steps import PROFILES
 >>> sorted(PROFILES)
 ['full', 'quick', 'tiny']
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import mlplab
 from mlplab.fsio import check_dir_creatable, ensure_dir
+from mlplab.pipeline.plan import Outcome, PlanState, StepOutput, describe_plan, format_duration, run_plan
+from mlplab.pipeline.steps import Settings, build_steps
 from mlplab.report.build import build_pdf, latex_tool
-from mlplab.report.plan import Outcome, PlanState, StepOutput, describe_plan, format_duration, run_plan
-from mlplab.report.steps import Settings, build_steps
 from mlplab.report.submission import write_submission
 from mlplab.report.writer import write_report
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mlplab.forward import forward
-from mlplab.gradients import backward
-from mlplab.losses import binary_cross_entropy
 from mlplab.tables import Table
+from mlplab.twolayer.forward import forward
+from mlplab.twolayer.gradients import backward
+from mlplab.twolayer.losses import binary_cross_entropy
 
 
 def seed_bce_eq6(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -150,7 +150,7 @@ def double_sigmoid_training(tensors: dict[str, torch.Tensor], epochs: int = 1000
     Both runs start from the seed weights, float32 as in the seed; the returned BCE values are
     `binary_cross_entropy` of the trained model's output, so the two runs are compared on one scale.
     """
-    from mlplab.descent import gradient_descent_run
+    from mlplab.twolayer.descent import gradient_descent_run
 
     out = {}
     for key, loss in (("seed_loss", seed_binary_cross_entropy), ("correct_loss", binary_cross_entropy)):
@@ -168,7 +168,7 @@ def _seed_loop_as_written(tensors: dict[str, torch.Tensor], epochs: int, step_si
 
     Each update then uses the running sum of all gradients so far (float32, as the seed).
     """
-    from mlplab.simple_mlp import SimpleMLP
+    from mlplab.twolayer.simple_mlp import SimpleMLP
 
     t = {k: v.to(torch.float32) for k, v in tensors.items()}
     d, h = t["W1"].shape
