@@ -49,5 +49,5 @@ echo "== the seed's 100-epoch baseline on cuda"
 rm -rf "$OUT/baseline"
 start=$(date +%s)
 "$PY" -c 'import sys; from mlplab.cli import main; sys.exit(main())' mnist train --device cuda \
-    --data-dir "$MLPLAB_DATA" --out "$OUT/baseline" --no-progress --json | tee "$OUT/baseline.json"
+    --data-dir "$MLPLAB_DATA" --out "$OUT/baseline" --no-progress --format json | tee "$OUT/baseline.json"
 echo "wall clock including start-up: $(( $(date +%s) - start )) s"

@@ -303,7 +303,7 @@ def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypat
     data = (_tiny_split(192, g), _tiny_split(96, g))
     monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: data)
     out = tmp_path / "runs"
-    assert main(["mnist", "experiment", "hidden16", "--epochs", "1", "--out", str(out), "--json",
+    assert main(["mnist", "experiment", "hidden16", "--epochs", "1", "--out", str(out), "--format", "json",
                  "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summaries = json.loads(last)
@@ -317,11 +317,11 @@ def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypat
     params = json.loads(capsys.readouterr().out)["Parameter counts"]["rows"]
     assert [r["model count"] for r in params if r["layer"] == "total"] == [567434, 12730]
 
-    assert main(["mnist", "compare", "--out", str(out), "--format", "markdown"]) == 0
+    assert main(["mnist", "compare", "--from", str(out), "--format", "markdown"]) == 0
     text = capsys.readouterr().out
     assert "| hidden16 | [16], dropout 0.2 | 1 |" in text and "No finished run yet: hidden16_nodropout." in text
     assert (out / "comparisons" / "dropout16.pdf").is_file()
 
     assert main(["mnist", "sweep", "batch7", "--out", str(out)]) == 2
     assert "unknown experiment 'batch7'" in capsys.readouterr().err
-    assert main(["mnist", "compare", "--out", str(tmp_path / "none")]) == 2
+    assert main(["mnist", "compare", "--from", str(tmp_path / "none")]) == 2

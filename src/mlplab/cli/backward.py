@@ -15,7 +15,16 @@ from typing import Any
 import torch
 
 from mlplab.activations import SYMBOLS, activation_pairs, parse_pair
-from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say, write_tables
+from mlplab.cli.common import (
+    add_activations,
+    add_format,
+    add_out,
+    add_problem,
+    print_tables,
+    problem_from_args,
+    say,
+    write_tables,
+)
 from mlplab.decision import classification_table, classify_pairs
 from mlplab.descent import DEFAULT_STEPS, VerdictRule, descent_curves, descent_figure
 from mlplab.errata import code_errata_table, double_sigmoid_training, errata_table, numeric_errata
@@ -245,13 +254,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("losses", help="per-sample MSE and BCE terms and means; sensitivity near y_hat = 0.5")
     _common(p)
-    p.add_argument("--activations", action="append", metavar="S1,S2",
-                   help="pair to tabulate (repeatable; default relu,sigmoid and sigmoid,sigmoid)")
+    add_activations(p, "pair to tabulate (repeatable; default relu,sigmoid and sigmoid,sigmoid)", action="append")
     p.set_defaults(func=_cmd_losses)
 
     p = sub.add_parser("gradients", help="chain rule vs autograd vs finite differences; dL_MSE/db2 closed form")
     _common(p)
-    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="pair shown entry by entry")
+    add_activations(p, "pair shown entry by entry (default relu,sigmoid)", default="relu,sigmoid")
     p.add_argument("--all", action="store_true", help="show every entry for all nine pairs")
     p.add_argument("--loss", default="both", help="mse, bce or both (default both)")
     p.add_argument("--fd-step", type=float, default=FD_STEP, help=f"finite-difference step (default {FD_STEP:g})")
@@ -262,7 +270,7 @@ def register(sub: Any) -> None:
     p.add_argument("--steps", default="0.01,10", help="step sizes, comma separated (default 0.01,10)")
     p.add_argument("--epochs", type=int, default=1000, help="epochs per step size (default 1000)")
     p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the seed's main())")
-    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="(sigma1, sigma2)")
+    add_activations(p, "(sigma1, sigma2) (default relu,sigmoid)", default="relu,sigmoid")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float32 as the seed (default) or float64")
     p.set_defaults(func=_cmd_descent)
@@ -275,7 +283,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("section2", help="write every table, gradient check, curve and verdict of section 2")
     add_problem(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    add_out(p, "folder to write into", required=True)
     p.add_argument("--epochs", type=int, default=1000, help="gradient-descent epochs (default 1000)")
     p.add_argument("--steps", default="0.01,10", help="step sizes (default 0.01,10)")
     p.set_defaults(func=_cmd_section2)

@@ -15,7 +15,16 @@ import torch
 from mlplab.activations import parse_pair
 from mlplab.byhand import derive_all_pairs, derive_by_hand
 from mlplab.byhand_render import render_derivations
-from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say, write_tables
+from mlplab.cli.common import (
+    add_activations,
+    add_format,
+    add_out,
+    add_problem,
+    print_tables,
+    problem_from_args,
+    say,
+    write_tables,
+)
 from mlplab.forward_tables import DTYPES, resolve_dtype, section1_values, table1, table2
 from mlplab.fsio import atomic_write_json, atomic_write_text, ensure_dir, save_figure
 from mlplab.netdraw import draw_network
@@ -35,8 +44,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("byhand", help="the forward pass by hand: every entry as an exact inner product")
     add_problem(p)
-    p.add_argument("--pair", default="identity,identity", metavar="S1,S2",
-                   help="activations of the two layers, e.g. relu,sigmoid (default: identity,identity)")
+    add_activations(p, "activations of the two layers, e.g. relu,sigmoid (default: identity,identity)",
+                    default="identity,identity")
     p.add_argument("--all", action="store_true", help="derive all nine activation pairs")
     add_format(p)
     add_out(p, "also write byhand.{txt,md,tex,json} into this folder")
@@ -52,14 +61,14 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("draw", help="draw the network with every weight and bias (PNG and PDF)")
     add_problem(p)
-    p.add_argument("--pair", default=None, metavar="S1,S2", help="activations to name in the figure (optional)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for network.png and network.pdf")
+    add_activations(p, "activations to name in the figure (optional)", default=None)
+    add_out(p, "folder for network.png and network.pdf", required=True)
     p.set_defaults(func=_cmd_draw)
 
     p = sub.add_parser("section1", help="write everything of seed section 1: tables, derivations, figure, values")
     add_problem(p)
     _add_dtype(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    add_out(p, "folder to write into", required=True)
     p.set_defaults(func=_cmd_section1)
 
 
@@ -79,7 +88,7 @@ def _cmd_problem(args: argparse.Namespace) -> int:
 
 def _cmd_byhand(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    s1, s2 = parse_pair(args.pair)
+    s1, s2 = parse_pair(args.activations)
     derivations = derive_all_pairs(problem) if args.all else [derive_by_hand(problem, s1, s2)]
     texts = {fmt: render_derivations(derivations, fmt) for fmt in _SUFFIX}
     if args.out is not None:
@@ -109,7 +118,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 def _cmd_draw(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    labels = parse_pair(args.pair) if args.pair else ("σ1", "σ2")
+    labels = parse_pair(args.activations) if args.activations else ("σ1", "σ2")
     fig = draw_network(problem, *labels)
     for path in save_figure(fig, ensure_dir(args.out), "network"):
         say(f"wrote {path}")

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import add_format, print_tables, say
+from mlplab.cli.common import add_data_dir, add_device, add_format, add_out, print_tables, say
 
 DEFAULT_OUT = Path("results") / "mnist" / "train"
 JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
@@ -22,7 +22,6 @@ JSON_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch",
 def register(sub: Any) -> None:
     """Add `mlplab mnist ...` to the `mlplab` parser."""
     from mlplab.cli import experiments
-    from mlplab.cli.data import add_data_dir
 
     mnist = sub.add_parser("mnist", help="train the seed's MLP on MNIST; experiments and sweeps",
                            description="MNIST with an MLP (seed section 3).")
@@ -39,18 +38,17 @@ def register(sub: Any) -> None:
                        help="override a config value, e.g. training.batch_size=6 or model.hidden_sizes=[16] "
                             "(repeatable)")
     train.add_argument("--config", type=Path, default=None, metavar="FILE", help="JSON file of config overrides")
-    train.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                       help=f"run folder (default: {DEFAULT_OUT})")
+    add_out(train, f"run folder (default: {DEFAULT_OUT})", default=DEFAULT_OUT)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    train.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda, cuda:N or mps "
-                                                                     "(default: training.device)")
+    add_device(train, None, "the config's training.device, auto unless overridden")
     train.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
     add_data_dir(train)
-    train.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    add_format(train, choices=("text", "json"),
+               help_text="the summary as text, or as one JSON object on the last line")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=lambda a: run_train(
         epochs=a.epochs, overrides=a.overrides, config_file=a.config, out=a.out, resume=a.resume, device=a.device,
-        threads=a.threads, data_dir=a.data_dir, as_json=a.json, progress=not a.no_progress))
+        threads=a.threads, data_dir=a.data_dir, as_json=a.format == "json", progress=not a.no_progress))
     best = mnist_sub.add_parser(
         "best-epoch", help="where each stopping rule stops on a run's curve, and the onset of overfitting",
         description="Read a run folder's metrics.csv and config.json; apply the smoothed rule and Prechelt's GL, "
