@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MNIST trainer on a CUDA GPU, unchanged code: one full 100-epoch seed baseline, timed, plus a short
+# The MNIST trainer on a CUDA GPU, unchanged code: the assignment's full 100-epoch baseline, timed, plus a short
 # throughput comparison and a check that the hand-written backward equals autograd on the device.
 #
 #   MLPLAB_DATA=/path/with/the/four/idx/files bash benchmarks/gpu_check.sh
@@ -45,7 +45,7 @@ echo "== throughput, one epoch (tensor = autograd + fused Adam, mlplab = hand-wr
 "$PY" benchmarks/bench_mnist_train.py --device cuda --batch-sizes 64 6400 --variants tensor mlplab \
     --repeats 1 --data-dir "$MLPLAB_DATA"
 
-echo "== the seed's 100-epoch baseline on cuda"
+echo "== the assignment's 100-epoch baseline on cuda"
 rm -rf "$OUT/baseline"
 start=$(date +%s)
 "$PY" -c 'import sys; from mlplab.cli import main; sys.exit(main())' mnist train --device cuda \

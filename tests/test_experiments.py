@@ -1,4 +1,4 @@
-"""The seed's experiments as data, the sweep's bookkeeping, and the comparisons computed from run summaries."""
+"""The assignment's experiments as data, the sweep's bookkeeping, and the comparisons computed from run summaries."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from mlplab.mnist.runstore import RunStore
 from mlplab.mnist.sweep import SweepOptions, choose_jobs, plan_sweep, run_state, run_sweep
 from mlplab.mnist.train import train_run
 
-# What each experiment must change relative to the seed's baseline, written out from the seed's text.
+# What each experiment must change relative to the assignment's baseline, written out from the assignment's text.
 EXPECTED_CHANGES: dict[str, dict[tuple[str, str], Any]] = {
     "baseline": {},
     "batch6": {("training", "batch_size"): 6},

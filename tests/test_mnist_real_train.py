@@ -1,4 +1,4 @@
-"""One epoch of the seed's default model on the real MNIST files: test accuracy at least 0.95.
+"""One epoch of the assignment's default model on the real MNIST files: test accuracy at least 0.95.
 
 Skipped when the files are absent, unless MLPLAB_REQUIRE_MNIST=1 (CI sets it after `mlplab data fetch`).
 """

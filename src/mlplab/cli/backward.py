@@ -1,4 +1,4 @@
-"""Seed section 2 on the command line: classify, losses, gradients, descent, errata, section2.
+"""Section 2 of the assignment on the command line: classify, losses, gradients, descent, errata, section2.
 
 Each command parses flags, calls library functions with explicit arguments, and prints tables or
 writes files; `write_section2` writes everything of section 2 into one folder.
@@ -38,7 +38,7 @@ from mlplab.problem import Problem
 from mlplab.tables import Table
 
 LOSS_PAIRS = [("relu", "sigmoid"), ("sigmoid", "sigmoid")]
-"""The two (sigma_1, sigma_2) pairs of seed tasks 2.2 (4)-(5)."""
+"""The two (sigma_1, sigma_2) pairs of the assignment's tasks 2.2 (4)-(5)."""
 
 
 # --- tables (pure: problem in, Table out) --------------------------------------------------------------
@@ -76,7 +76,8 @@ def losses_tables(problem: Problem, pairs: list[tuple[str, str]] | None = None) 
 
 
 def b2_table(problem: Problem) -> Table:
-    """dL_MSE/db2 for every sigma_1 with sigma_2 = identity and sigmoid (seed tasks 8-10): formula and numbers."""
+    """dL_MSE/db2 for every sigma_1 with sigma_2 = identity and sigmoid (the assignment's tasks 8-10): formula
+    and numbers."""
     t = problem.tensors()
     rows = []
     for s2 in ("identity", "sigmoid"):
@@ -150,7 +151,7 @@ def run_descent(problem: Problem, out_dir: Path | None, activations: tuple[str, 
 
 def write_section2(problem: Problem, out_dir: Path, epochs: int = 1000,
                    step_sizes: tuple[float, ...] = DEFAULT_STEPS) -> list[Path]:
-    """Write every table, gradient check, descent curve and verdict of seed section 2 under `out_dir`."""
+    """Write every table, gradient check, descent curve and verdict of the assignment's section 2 under `out_dir`."""
     ensure_dir(out_dir)
     say("section 2: classification and losses")
     paths = write_tables(classify_tables(problem), out_dir, "classify")
@@ -269,13 +270,13 @@ def register(sub: Any) -> None:
     _common(p, "folder for curves, verdicts, config and the figure")
     p.add_argument("--steps", default="0.01,10", help="step sizes, comma separated (default 0.01,10)")
     p.add_argument("--epochs", type=int, default=1000, help="epochs per step size (default 1000)")
-    p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the seed's main())")
+    p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the assignment's main())")
     add_activations(p, "(sigma1, sigma2) (default relu,sigmoid)", default="relu,sigmoid")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="float32 as the seed (default) or float64")
+                   help="float32 as in the assignment (default) or float64")
     p.set_defaults(func=_cmd_descent)
 
-    p = sub.add_parser("errata", help="the seed's mistakes, each with the numbers that show it")
+    p = sub.add_parser("errata", help="the assignment's mistakes, each with the numbers that show it")
     _common(p)
     p.add_argument("--train-epochs", type=int, default=1000,
                    help="epochs of the double-sigmoid training comparison (0 skips it)")

@@ -1,4 +1,4 @@
-"""`mlplab mnist experiment|sweep|params|compare`: the seed's experiments by name, and their comparison.
+"""`mlplab mnist experiment|sweep|params|compare`: the assignment's experiments by name, and their comparison.
 
 Thin on purpose: flags become explicit arguments of `mlplab.mnist.sweep` and `mlplab.mnist.compare`.
 """
@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = ["run", "epochs run", "best epoch", "best test loss", "final t
 def register(mnist_sub: Any) -> None:
     """Add the experiment subcommands to the `mlplab mnist` sub-parser."""
     names = ", ".join(experiment_names())
-    p = mnist_sub.add_parser("experiment", help="run one of the seed's named experiments",
+    p = mnist_sub.add_parser("experiment", help="run one of the assignment's named experiments",
                              description=f"Run one named experiment ({names}) into OUT/NAME; a finished run is "
                                          "read back, an interrupted one resumes.")
     p.add_argument("name", metavar="NAME", help=names)

@@ -1,6 +1,6 @@
 """Section 1 subcommands: `problem`, `byhand`, `tables`, `draw` and `section1` (everything at once).
 
-Each command loads the problem (`--problem FILE`, default the seed's), computes everything in memory,
+Each command loads the problem (`--problem FILE`, default the assignment's), computes everything in memory,
 and only then prints or writes, so a bad input never leaves a half-finished output folder behind.
 """
 
@@ -36,7 +36,7 @@ _SUFFIX = {"text": "txt", "markdown": "md", "latex": "tex", "json": "json"}
 
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `mlplab` parser."""
-    p = sub.add_parser("problem", help="print the problem (the seed's by default) as JSON: a template to edit")
+    p = sub.add_parser("problem", help="print the problem (the assignment's by default) as JSON: a template to edit")
     add_problem(p)
     add_out(p, "also write problem.json into this folder")
     p.add_argument("--show", action="store_true", help="print the problem (the default; kept for scripts)")
@@ -65,7 +65,7 @@ def register(sub: Any) -> None:
     add_out(p, "folder for network.png and network.pdf", required=True)
     p.set_defaults(func=_cmd_draw)
 
-    p = sub.add_parser("section1", help="write everything of seed section 1: tables, derivations, figure, values")
+    p = sub.add_parser("section1", help="write all of the assignment's section 1: tables, derivations, figure, values")
     add_problem(p)
     _add_dtype(p)
     add_out(p, "folder to write into", required=True)
@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
 
 def _add_dtype(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
-                   help="precision of the PyTorch column (default: float32, as in the seed's code)")
+                   help="precision of the PyTorch column (default: float32, as in the assignment's code)")
 
 
 def _cmd_problem(args: argparse.Namespace) -> int:

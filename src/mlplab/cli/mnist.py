@@ -1,4 +1,4 @@
-"""`mlplab mnist train`: the seed's MNIST baseline (or any overridden config) into a run folder.
+"""`mlplab mnist train`: the assignment's MNIST baseline (or any overridden config) into a run folder.
 
 F's experiment subcommands (`experiment`, `sweep`, `params`, ...) hang off the same `mnist` sub-parser through
 `mlplab.cli.experiments.register`.
@@ -23,13 +23,13 @@ def register(sub: Any) -> None:
     """Add `mlplab mnist ...` to the `mlplab` parser."""
     from mlplab.cli import experiments
 
-    mnist = sub.add_parser("mnist", help="train the seed's MLP on MNIST; experiments and sweeps",
-                           description="MNIST with an MLP (seed section 3).")
+    mnist = sub.add_parser("mnist", help="train the assignment's MLP on MNIST; experiments and sweeps",
+                           description="MNIST with an MLP (the assignment's section 3).")
     mnist_sub = mnist.add_subparsers(dest="mnist_command", metavar="ACTION")
     mnist.set_defaults(func=lambda _args: _help(mnist))
 
     train = mnist_sub.add_parser(
-        "train", help="train one run (default: the seed's baseline) into a run folder",
+        "train", help="train one run (default: the assignment's baseline) into a run folder",
         description="Train the MLP; writes config.json, metrics.csv, summary.json, checkpoint.pt, loss.png/.pdf "
                     "into --out. Ctrl-C keeps every finished epoch: rerun with --resume.")
     train.add_argument("--epochs", type=int, default=None, metavar="N",

@@ -40,7 +40,7 @@ from mlplab.mnist.runstore import RunStore, json_safe
 from mlplab.mnist.tracking import Tracker
 from mlplab.seeding import seed_everything
 
-DIVERGENCE_THRESHOLD = 1e3  # the seed's "loss becomes NaN or exceeds a large threshold such as 10^3"
+DIVERGENCE_THRESHOLD = 1e3  # the assignment's "loss becomes NaN or exceeds a large threshold such as 10^3"
 _CHECK_EVERY = 32  # batches between reading losses back from the device (divergence check, progress bar)
 _FORMAT = "mlplab-mnist-checkpoint-1"
 _RESUMABLE_CHANGES = {("training", "num_epochs"), ("training", "device")}
