@@ -54,7 +54,7 @@ def register(mnist_sub: Any) -> None:
     p.add_argument("--out", dest="sweep_dir", type=Path, default=None, help=argparse.SUPPRESS)  # --from's old name
     p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
                    help="where to write tables and figures (default: DIR/comparisons)")
-    add_data_dir(p, "MNIST folder, for the logits-against-softmax table (skipped when MNIST is absent)")
+    add_data_dir(p, "MNIST folder for the logits-against-softmax table, skipped when MNIST is absent")
     p.add_argument("--images", type=int, default=5, metavar="K", help="test images in the softmax table")
     add_format(p)
     p.set_defaults(func=_cmd_compare)

@@ -26,9 +26,9 @@ def register(sub: Any) -> None:
                        help="the smallest run (1 epoch of two MNIST experiments, 1e5 stream rows), for tests and CI")
     add_out(p, "one folder for everything: DIR/results and DIR/report (default: the current folder)")
     p.add_argument("--results", type=Path, default=None, metavar="DIR",
-                   help="where results go (default: OUT/results, or results/ without --out)")
+                   help="where results go (default: results/ inside --out, else ./results)")
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
-                   help="where the LaTeX report goes (default: OUT/report, or report/ without --out)")
+                   help="where the LaTeX report goes (default: report/ inside --out, else ./report)")
     p.add_argument("--only", nargs="+", default=(), metavar="STEP",
                    help="run only these steps (names as in the plan; 'mnist' for all MNIST steps)")
     p.add_argument("--no-pdf", action="store_true", help="write the LaTeX project but do not build report.pdf")
