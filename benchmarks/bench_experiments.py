@@ -1,4 +1,4 @@
-"""How long do all of the seed's MNIST experiments take, and how should a sweep use the cores?
+"""How long do all of the assignment's MNIST experiments take, and how should a sweep use the cores?
 
 Part 1 (`--part jobs`): the same work, two 1-epoch runs of one configuration, done (a) one after the other
 with all cores' threads each, (b) side by side in two processes with cores/2 threads each. Prints both wall

@@ -1,6 +1,6 @@
 """Training throughput on real MNIST: the usual tutorial pipeline against mlplab's trainer, side by side.
 
-For each batch size B (default 6, 64, 6400) it trains the seed's default model (567,434 parameters) for one
+For each batch size B (default 6, 64, 6400) it trains the assignment's default model (567,434 parameters) for one
 epoch (or the first --max-batches batches) with
 
   tutorial   a per-sample Dataset that converts and normalizes each uint8 image in __getitem__, inside

@@ -54,5 +54,5 @@ def _exact_seed_z2(sigma1: str) -> list[Fraction]:
 
 @pytest.fixture
 def exact_seed_z2() -> Callable[[str], list[Fraction]]:
-    """z2 of the seed problem, exactly, for sigma1 in {identity, relu} (the piecewise-linear activations)."""
+    """z2 of the assignment's problem, exactly, for sigma1 in {identity, relu} (the piecewise-linear activations)."""
     return _exact_seed_z2

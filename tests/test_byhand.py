@@ -53,7 +53,7 @@ def test_inner_products_match_independent_fractions(problem, s1, s2):
 
 
 def test_seed_identity_values_by_hand():
-    # The seed's Section 1.1 numbers, worked out on paper: Z1 rows and y_hat = z2.
+    # The assignment's Section 1.1 numbers, worked out on paper: Z1 rows and y_hat = z2.
     dv = derive_by_hand(SEED)
     assert [[e.value.exact for e in row] for row in dv.Z1] == [
         [Fraction(3, 2), Fraction(-1, 2)], [Fraction(7, 2), -1], [4, Fraction(5, 2)], [0, -2]]

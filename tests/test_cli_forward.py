@@ -62,7 +62,7 @@ def test_byhand_prints_the_inner_products(capsys):
     out = capsys.readouterr().out
     assert "z1[1,1] = x1·W1[:,1] + b1[1] = (1)(1) + (0)(-3/2) + (0)(1/2) + 1/2 = 3/2" in out
     assert "y_hat[3] = σ_I(z2[3]) = -41/10 = -4.10" in out
-    assert main(["byhand", "--pair", "sigm,sigm", "--format", "latex"]) == 0
+    assert main(["byhand", "--activations", "sigm,sigm", "--format", "latex"]) == 0
     assert "\\frac{1}{1 + e^{-3/2}}" in capsys.readouterr().out
     assert main(["byhand", "--all", "--format", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 9
@@ -101,7 +101,8 @@ def test_custom_problem_regenerates_tables_derivation_and_figure(tmp_path):
 def test_draw_and_outputs_of_byhand_and_tables(tmp_path, capsys):
     problem_file = tmp_path / "wide.json"
     problem_file.write_text(json.dumps(CUSTOM))
-    assert main(["draw", "--problem", str(problem_file), "--pair", "relu,sigmoid", "--out", str(tmp_path / "d")]) == 0
+    assert main(["draw", "--problem", str(problem_file), "--activations", "relu,sigmoid",
+                 "--out", str(tmp_path / "d")]) == 0
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["network.pdf", "network.png"]
     assert main(["byhand", "--out", str(tmp_path / "b")]) == 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["byhand.json", "byhand.md", "byhand.tex",
@@ -121,7 +122,7 @@ def _bad_inputs(tmp_path):
     blocker.write_text("not a folder")
     out = str(tmp_path / "out")
     return {
-        "unknown activation": (["byhand", "--pair", "relu,tanh", "--out", out], "unknown activation 'tanh'"),
+        "unknown activation": (["byhand", "--activations", "relu,tanh", "--out", out], "unknown activation 'tanh'"),
         "unknown activation in draw": (["draw", "--pair", "relu,soft", "--out", out], "unknown activation"),
         "malformed problem": (["section1", "--problem", str(malformed), "--out", out], "is not valid JSON"),
         "NaN in problem": (["tables", "--problem", str(nan), "--out", out], "NaN"),

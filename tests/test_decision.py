@@ -1,4 +1,4 @@
-"""Seed section 2.1: threshold 0.5 on the sigmoid output, t = 0 before it, labels per pair."""
+"""Section 2.1 of the assignment: threshold 0.5 on the sigmoid output, t = 0 before it, labels per pair."""
 
 from __future__ import annotations
 

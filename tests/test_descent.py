@@ -1,4 +1,4 @@
-"""Gradient descent (seed section 2.4) and the verdict rule on constructed and real curves."""
+"""Gradient descent (the assignment's section 2.4) and the verdict rule on constructed and real curves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's experiments as data, the sweep's bookkeeping, and the comparisons computed from run summaries."""
+"""The assignment's experiments as data, the sweep's bookkeeping, and the comparisons computed from run summaries."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from mlplab.mnist.runstore import RunStore
 from mlplab.mnist.sweep import SweepOptions, choose_jobs, plan_sweep, run_state, run_sweep
 from mlplab.mnist.train import train_run
 
-# What each experiment must change relative to the seed's baseline, written out from the seed's text.
+# What each experiment must change relative to the assignment's baseline, written out from the assignment's text.
 EXPECTED_CHANGES: dict[str, dict[tuple[str, str], Any]] = {
     "baseline": {},
     "batch6": {("training", "batch_size"): 6},
@@ -303,7 +303,7 @@ def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypat
     data = (_tiny_split(192, g), _tiny_split(96, g))
     monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: data)
     out = tmp_path / "runs"
-    assert main(["mnist", "experiment", "hidden16", "--epochs", "1", "--out", str(out), "--json",
+    assert main(["mnist", "experiment", "hidden16", "--epochs", "1", "--out", str(out), "--format", "json",
                  "--no-progress"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summaries = json.loads(last)
@@ -317,14 +317,14 @@ def test_cli_experiment_json_params_compare_and_errors(tmp_path: Path, monkeypat
     params = json.loads(capsys.readouterr().out)["Parameter counts"]["rows"]
     assert [r["model count"] for r in params if r["layer"] == "total"] == [567434, 12730]
 
-    assert main(["mnist", "compare", "--out", str(out), "--format", "markdown"]) == 0
+    assert main(["mnist", "compare", "--from", str(out), "--format", "markdown"]) == 0
     text = capsys.readouterr().out
     assert "| hidden16 | [16], dropout 0.2 | 1 |" in text and "No finished run yet: hidden16_nodropout." in text
     assert (out / "comparisons" / "dropout16.pdf").is_file()
 
     assert main(["mnist", "sweep", "batch7", "--out", str(out)]) == 2
     assert "unknown experiment 'batch7'" in capsys.readouterr().err
-    assert main(["mnist", "compare", "--out", str(tmp_path / "none")]) == 2
+    assert main(["mnist", "compare", "--from", str(tmp_path / "none")]) == 2
 
 
 @pytest.mark.usefixtures("restore_threads")

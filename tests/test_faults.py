@@ -149,7 +149,7 @@ def test_two_stream_commands_on_one_folder(tmp_path):
     folder holds a run): exit 2, one line; the folder then holds exactly the winner's run."""
     code = "import sys; from mlplab.cli import main; sys.exit(main(sys.argv[1:]))"
     args = ["stream", "synthetic:3e7", "--activations", "relu,sigmoid", "--no-progress", "--threads", "1",
-            "--shard-rows", "500000", "--out", str(tmp_path / "out"), "--json"]
+            "--shard-rows", "500000", "--out", str(tmp_path / "out"), "--format", "json"]
     procs = [_start(code, *args), _start(code, *args)]
     results = [(p.wait(300), *p.communicate()) for p in procs]
     codes = sorted(r[0] for r in results)

@@ -1,4 +1,4 @@
-"""Tables 1 and 2: Hand equals PyTorch, the seed's printed x3 values, every rendering, other dimensions."""
+"""Tables 1 and 2: Hand equals PyTorch, the assignment's printed x3 values, every rendering, other dimensions."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ CUSTOM = problem_from_dict({"X": [[1, 2, 0, -1], [0.5, 0, 1, 1]], "y": [1, 0],
                             "W1": [[1, -1, 0.25], [0.5, 2, -3], [1, 1, 1], [-0.75, 0, 2]],
                             "b1": [0, -1, 0.125], "w2": [1, -0.5, 0.3], "b2": -0.2})
 
-# The only numbers the seed prints in Table 2: y_hat for x3, in the order of the nine pairs.
+# The only numbers the assignment prints in Table 2: y_hat for x3, in the order of the nine pairs.
 SEED_X3_Y_HAT = ["-4.10", "0.00", "0.02", "-4.10", "0.00", "0.02", "-1.25", "0.00", "0.22"]
 
 
@@ -76,7 +76,7 @@ def test_table1_hand_column_is_exact_and_pytorch_column_close():
         assert hand == [float(a1[0]), float(a1[1]), float(y)]
         torch.testing.assert_close(torch.tensor([t.rows[r][2 + 2 * i] for r in range(3)]),
                                    torch.tensor(hand), rtol=0, atol=1e-6)
-    assert [t.cell(r[5]) for r in t.rows] == ["4.00", "2.50", "-4.10"]  # x3 Hand; -4.10 is printed in the seed
+    assert [t.cell(r[5]) for r in t.rows] == ["4.00", "2.50", "-4.10"]  # x3 Hand; -4.10 is printed in the assignment
 
 
 def test_tables_render_in_all_four_formats():

@@ -45,7 +45,7 @@ def test_chain_rule_equals_autograd_and_finite_differences(pair, loss):
 
 
 def test_seed_relu_kink_is_detected_and_fd_is_invalid_there():
-    """Z1[4,1] = 0 exactly in the seed problem: W1[2,1], W1[3,1] and b1[1] sit on ReLU's kink."""
+    """Z1[4,1] = 0 exactly in the assignment's problem: W1[2,1], W1[3,1] and b1[1] sit on ReLU's kink."""
     t = load_problem().tensors()
     Z1 = mlplab.forward(t["X"], "relu", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"]).Z1
     assert Z1[3, 0].item() == 0.0
@@ -74,7 +74,7 @@ def test_random_problems(n, d, h, seed, s1, s2, loss):
          "b2": torch.randn(1, generator=g, dtype=torch.float64),
          "y": torch.randint(0, 2, (n, 1), generator=g).to(torch.float64)}
     if loss == "bce" and s2 != "sigmoid":
-        s2 = "sigmoid"  # BCE needs a probability; other outputs are covered on the seed problem
+        s2 = "sigmoid"  # BCE needs a probability; other outputs are covered on the assignment's problem
     grads = backward(t["X"], s1, t["W1"], t["b1"], s2, t["W2"], t["b2"], t["y"], loss).as_dict()
     auto = _autograd(t, s1, s2, loss)
     for k in grads:
@@ -87,7 +87,7 @@ def test_random_problems(n, d, h, seed, s1, s2, loss):
 
 @pytest.mark.parametrize("sigma1", ["identity", "relu"])
 def test_b2_closed_form_identity_output_is_exact(sigma1, exact_seed_z2):
-    """Seed task 8-9: dL_MSE/db2 = (2/N) sum (y_hat - y) with sigma2 = identity, in Fractions."""
+    """Task 8-9 of the assignment: dL_MSE/db2 = (2/N) sum (y_hat - y) with sigma2 = identity, in Fractions."""
     p = load_problem()
     y_hat = exact_seed_z2(sigma1)  # sigma2 = identity: y_hat = z2
     expected = 2 * sum((a - b for a, b in zip(y_hat, p.y)), Fraction(0)) / p.n

@@ -1,4 +1,4 @@
-"""Losses (seed eq. 5-6): against torch's functional losses, exact Fractions and mpmath."""
+"""Losses (the assignment's eq. 5-6): against torch's functional losses, exact Fractions and mpmath."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ TOL = {"rtol": 1e-12, "atol": 1e-12}
 
 
 def _mp_y_hat(sigma1: str) -> list[mpmath.mpf]:
-    """y_hat of the seed problem with sigma2 = sigmoid, in 40-digit arithmetic from the exact numbers."""
+    """y_hat of the assignment's problem with sigma2 = sigmoid, in 40-digit arithmetic from the exact numbers."""
     p = load_problem()
     act = {"relu": lambda t: max(mpmath.mpf(0), t), "sigmoid": lambda t: 1 / (1 + mpmath.exp(-t))}[sigma1]
     out = []
@@ -80,7 +80,7 @@ def test_mse_exact_fractions():
 
 @pytest.mark.parametrize("sigma1", ["relu", "sigmoid"])
 def test_seed_losses_match_mpmath(sigma1):
-    """Seed tasks 2.2 (4)-(5): every term and the mean against a 40-digit evaluation."""
+    """Tasks 2.2 (4)-(5) of the assignment: every term and the mean against a 40-digit evaluation."""
     t = load_problem().tensors()
     y_hat = mlplab.forward(t["X"], sigma1, t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"]).y_hat
     y = [_to_mpf(v) for v in load_problem().y]

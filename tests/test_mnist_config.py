@@ -1,4 +1,4 @@
-"""The MNIST config: the seed's values, overrides by file and --set, and clear errors for bad values."""
+"""The MNIST config: the assignment's values, overrides by file and --set, and clear errors for bad values."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from mlplab.mnist.config import (
 
 
 def test_seed_values_exactly():
-    # Typed in from the seed's section 3.1 and 3.2 listings.
+    # Typed in from the assignment's section 3.1 and 3.2 listings.
     seed_training = {"batch_size": 64, "learning_rate": 0.001, "num_epochs": 100, "test_batch_size": 1000}
     seed_model = {"input_size": 784, "hidden_sizes": [512, 256, 128], "num_classes": 10, "dropout_rate": 0.2}
     assert {k: TRAINING_CONFIG[k] for k in seed_training} == seed_training
@@ -57,7 +57,7 @@ def test_file_then_overrides(tmp_path):
     path.write_text(json.dumps({"training": {"batch_size": 6400, "num_epochs": 3}, "model": {"hidden_sizes": [16]}}))
     cfg = resolve_config(path, ["training.num_epochs=5"])
     assert (cfg.training.batch_size, cfg.training.num_epochs, cfg.model.hidden_sizes) == (6400, 5, [16])
-    assert cfg.training.learning_rate == 0.001  # untouched keys keep the seed's values
+    assert cfg.training.learning_rate == 0.001  # untouched keys keep the assignment's values
 
 
 def test_round_trip():

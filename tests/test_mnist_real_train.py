@@ -1,4 +1,4 @@
-"""One epoch of the seed's default model on the real MNIST files: test accuracy at least 0.95.
+"""One epoch of the assignment's default model on the real MNIST files: test accuracy at least 0.95.
 
 Skipped when the files are absent, unless MLPLAB_REQUIRE_MNIST=1 (CI sets it after `mlplab data fetch`).
 """
@@ -24,7 +24,7 @@ def test_one_epoch_of_the_default_model_reaches_95_percent(folder, tmp_path, cap
     train, test = load_mnist(folder)
     assert (len(train), len(test)) == (60000, 10000)
     argv = ["mnist", "train", "--epochs", "1", "--data-dir", str(folder), "--out", str(tmp_path / "run"),
-            "--device", "cpu", "--json", "--no-progress"]
+            "--device", "cpu", "--format", "json", "--no-progress"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["parameters"] == 567_434 and summary["epochs_run"] == 1 and not summary["divergent"]

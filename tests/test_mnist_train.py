@@ -190,7 +190,7 @@ def test_trackers_called_in_order(tmp_path):
 def test_cli_json_last_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("mlplab.mnist.data.load_mnist", lambda data_dir=None: (TRAIN, TEST))
     argv = ["mnist", "train", "--epochs", "2", "--set", f"model.input_size={D}", "--set", "model.hidden_sizes=[8]",
-            "--out", str(tmp_path / "run"), "--device", "cpu", "--json", "--no-progress"]
+            "--out", str(tmp_path / "run"), "--device", "cpu", "--format", "json", "--no-progress"]
     assert main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
@@ -200,7 +200,7 @@ def test_cli_json_last_line(tmp_path, monkeypatch, capsys):
     assert summary["epochs_run"] == 2 and summary["parameters"] == (D + 1) * 8 + 9 * 10
     assert main(argv) == 2  # the folder holds a run now: one line, exit 2
     assert "already holds a run" in capsys.readouterr().err
-    assert main([*argv[:-2], "--resume", "--no-progress"]) == 0
+    assert main([*argv[:-3], "--resume", "--no-progress"]) == 0
 
 
 def test_fused_adam_shortcut_equals_optimizer_step():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import re
+import shlex
 from pathlib import Path
 
 from mlplab.cli import build_parser
@@ -26,3 +28,25 @@ def test_readme_lists_every_command():
     text = README.read_text()
     missing = [name for name in commands if f"    {name}" not in text]
     assert not missing, f"README's command list lacks {missing}"
+
+
+def test_readme_quotes_the_real_help(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal's width; the README is quoted unwrapped
+    text = README.read_text()
+    start = text.index("$ mlplab --help\n") + len("$ mlplab --help\n")
+    assert text[start:text.index("```", start)] == build_parser().format_help()
+
+
+def test_readme_command_lines_parse(capsys):
+    """Each `$ mlplab ...` line of the README uses only flags and values the parser accepts."""
+    lines = [line[len("$ mlplab "):] for line in README.read_text().splitlines() if line.startswith("$ mlplab ")]
+    assert len(lines) >= 15
+    parser = build_parser()
+    for line in lines:
+        words = shlex.split(re.split(r"\s[|#>]|\s2>", line)[0])
+        try:
+            parser.parse_args(words)
+        except SystemExit as exc:  # --help exits 0 after printing; a bad flag exits 2
+            if exc.code == 0:
+                continue
+            raise AssertionError(f"README: `mlplab {line}` does not parse") from exc

@@ -269,7 +269,7 @@ def test_every_number_in_the_report_tables_equals_results_json(tiny_run):
 
 
 def _table2_y_hat() -> dict[tuple[str, str], list[float]]:
-    """Table 2's outputs from the seed's numbers, in plain float arithmetic (no torch, no mlplab)."""
+    """Table 2's outputs from the assignment's numbers, in plain float arithmetic (no torch, no mlplab)."""
     X = [[1, 0, 0], [1, -1, 1], [0, -2, 1], [0, 1, 2]]
     W1 = [[1.0, -2.5], [-1.5, -1.0], [0.5, -1.5]]
     b1, w2, b2 = [0.5, 2.0], [0.1, -2.0], 0.5
@@ -296,7 +296,7 @@ def test_pdf_shows_table2_values(tiny_run):
     assert pdf.is_file(), f"report.pdf was not built; see {root / 'report' / 'build' / 'report.log'}"
     text = pdf_text(pdf).replace("\u2212", "-")
     outputs = _table2_y_hat()
-    # The seed prints y_hat for x3 of every pair; the independent computation must agree with it.
+    # The assignment prints y_hat for x3 of every pair; the independent computation must agree with it.
     seed_x3 = [-4.10, 0.00, 0.02, -4.10, 0.00, 0.02, -1.25, 0.00, 0.22]
     assert [round(v[2], 2) for v in outputs.values()] == pytest.approx(seed_x3, abs=1e-9)
     for pair, ys in outputs.items():

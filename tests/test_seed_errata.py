@@ -1,4 +1,4 @@
-"""Every mistake listed in docs/seed-errata.md: the seed's version and the correct one, computed and compared."""
+"""Every mistake listed in docs/seed-errata.md: the assignment's version and the correct one, computed and compared."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from mlplab.twolayer.problem import load_problem
 from mlplab.twolayer.simple_mlp import SimpleMLP
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_f9bdabcdfc1c8974.txt"
-needs_seed = pytest.mark.skipif(not SEED.exists(), reason="the seed text is not beside this checkout")
+needs_seed = pytest.mark.skipif(not SEED.exists(), reason="the assignment's text is not beside this checkout")
 
 
 @pytest.fixture()
@@ -43,8 +43,8 @@ def test_eq6_sign(net):
     y_hat = torch.sigmoid(z2)
     seed, right = seed_bce_eq6(y_hat, t["y"]), F.binary_cross_entropy(y_hat, t["y"])
     torch.testing.assert_close(binary_cross_entropy(y_hat, t["y"]), right, rtol=1e-12, atol=0)
-    assert abs(seed.item() - right.item()) > 1.0  # 0.589 vs 1.679 on the seed problem
-    # with the sign fixed, the seed's formula is torch's BCE
+    assert abs(seed.item() - right.item()) > 1.0  # 0.589 vs 1.679 on the assignment's problem
+    # with the sign fixed, the assignment's formula is torch's BCE
     fixed = -(t["y"] * torch.log(y_hat) + (1 - t["y"]) * torch.log(1 - y_hat)).mean()
     torch.testing.assert_close(fixed, right, rtol=1e-12, atol=0)
 
@@ -53,7 +53,7 @@ def test_double_sigmoid(net):
     t, z2 = net
     y_hat = torch.sigmoid(z2)
     seed = seed_binary_cross_entropy(y_hat, t["y"])
-    # what the seed computes is BCE of sigmoid(sigmoid(z2)), not of y_hat
+    # what the assignment computes is BCE of sigmoid(sigmoid(z2)), not of y_hat
     torch.testing.assert_close(seed, F.binary_cross_entropy(torch.sigmoid(y_hat), t["y"]), rtol=1e-12, atol=0)
     right = binary_cross_entropy(y_hat, t["y"])
     torch.testing.assert_close(right, binary_cross_entropy_with_logits(z2, t["y"]), rtol=1e-12, atol=0)
@@ -69,9 +69,9 @@ def test_double_sigmoid_training_makes_the_true_bce_worse():
     r = double_sigmoid_training(load_problem().tensors(), epochs=100)
     t = load_problem().tensors()
     y_hat = mlplab.forward(t["X"], "relu", t["W1"], t["b1"], "sigmoid", t["W2"], t["b2"]).y_hat
-    start = F.binary_cross_entropy(y_hat, t["y"]).item()  # the true BCE at the seed weights (1.679)
+    start = F.binary_cross_entropy(y_hat, t["y"]).item()  # the true BCE at the assignment's weights (1.679)
     assert r["correct_loss_final_bce"] < start < r["seed_loss_final_bce"]
-    # the loop exactly as the seed writes it (also never zeroing the gradients) ends even further off
+    # the loop exactly as the assignment writes it (also never zeroing the gradients) ends even further off
     assert r["seed_loop_final_bce"] > r["seed_loss_final_bce"]
 
 
@@ -101,7 +101,7 @@ def test_table3_bce_row(net):
     y, p, n = t["y"], y_hat.detach(), t["y"].shape[0]
     torch.testing.assert_close((-y / p + (1 - y) / (1 - p)) / n, auto, rtol=1e-12, atol=0)
     seed = table3_bce_derivative(p, y)
-    assert (seed > 0).all() and (auto[y == 1] < 0).all()  # the seed's row even has the wrong sign for y = 1
+    assert (seed > 0).all() and (auto[y == 1] < 0).all()  # the assignment's row even has the wrong sign for y = 1
 
 
 def test_difference_quotient_is_not_the_gradient_without_the_limit():
@@ -139,7 +139,7 @@ def test_float_epochs_is_not_iterable():
 def test_self_model_attribute_does_not_exist():
     model = SimpleMLP(3, 2, 1, "relu", "sigmoid")
     with pytest.raises(AttributeError):
-        _ = model.model  # the seed's gradient_descent writes self.model.fc1_weight
+        _ = model.model  # the assignment's gradient_descent writes self.model.fc1_weight
     assert model.fc1.weight.shape == (2, 3)
 
 
@@ -164,7 +164,7 @@ def test_gradients_accumulate_without_zeroing():
     t = load_problem().tensors(torch.float32)
     model = SimpleMLP(3, 2, 1, "relu", "sigmoid")
     model.set_weights(t["W1"], t["b1"], t["W2"], t["b2"])
-    # the seed's compute_gradients: backward() every call, never zeroed
+    # the assignment's compute_gradients: backward() every call, never zeroed
     for _ in range(2):
         binary_cross_entropy(model(t["X"]), t["y"]).backward()
     assert model.fc1.weight.grad is not None
@@ -176,7 +176,7 @@ def test_gradients_accumulate_without_zeroing():
 def test_bias_copy_needs_a_reshape():
     t = load_problem().tensors(torch.float32)
     layer = nn.Linear(3, 2)
-    assert t["b1"].shape == (1, 2)  # the seed defines b1 in R^{1x2}
+    assert t["b1"].shape == (1, 2)  # the assignment defines b1 in R^{1x2}
     with pytest.raises(RuntimeError), torch.no_grad():
         layer.bias.copy_(t["b1"])
     model = SimpleMLP(3, 2, 1, "relu", "sigmoid")
@@ -186,7 +186,7 @@ def test_bias_copy_needs_a_reshape():
 
 def test_percent_comment_is_a_syntax_error():
     with pytest.raises(SyntaxError):
-        compile("% Identity activation function\ndef identity(x):\n    return x\n", "<seed>", "exec")
+        compile("% Identity activation function\ndef identity(x):\n    return x\n", "<assignment>", "exec")
     compile("# Identity activation function\ndef identity(x):\n    return x\n", "<fixed>", "exec")
 
 

@@ -1,4 +1,4 @@
-"""SimpleMLP: the seed's constructor, set_weights, compute_gradients and gradient_descent."""
+"""SimpleMLP: the assignment's constructor, set_weights, compute_gradients and gradient_descent."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _model(dtype=torch.float64, a1="relu", a2="sigmoid") -> SimpleMLP:
 
 
 def test_used_like_the_seed_main():
-    """The seed's main(): callables, seed-shaped weights (b1 is 1x2), .to(device), six return values."""
+    """The assignment's main(): callables, weights in its shapes (b1 is 1x2), .to(device), six return values."""
     t = load_problem().tensors(torch.float32)
     X, y_gt = t["X"], t["y"]
     device = get_device("cpu")
@@ -33,7 +33,7 @@ def test_used_like_the_seed_main():
         X.to(device), binary_cross_entropy, y_gt.to(device))
     t64 = load_problem().tensors()
     g = backward(t64["X"], "relu", t64["W1"], t64["b1"], "sigmoid", t64["W2"], t64["b2"], t64["y"], "bce")
-    loose = {"rtol": 1e-5, "atol": 1e-6}  # float32, as in the seed
+    loose = {"rtol": 1e-5, "atol": 1e-6}  # float32, as in the assignment
     torch.testing.assert_close(fc1_weight_grad.double(), g.W1.T, **loose)
     torch.testing.assert_close(fc1_bias_grad.double(), g.b1.reshape(-1), **loose)
     torch.testing.assert_close(fc2_weight_grad.double(), g.W2.T, **loose)
@@ -111,7 +111,7 @@ def test_bad_input():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_seed_main_on_cuda_matches_cpu_chain_rule():
-    """The seed's main() with device = get_device(): everything stays torch, so CUDA works."""
+    """The assignment's main() with device = get_device(): everything stays torch, so CUDA works."""
     t = load_problem().tensors()
     device = get_device()
     assert device.type == "cuda"

@@ -156,7 +156,7 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 def test_cli_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(["stream", "synthetic:5000", "--activations", "relu,sigmoid", "--chunk-rows", "1024",
-                        "--json", "--no-progress"], capsys)
+                        "--format", "json", "--no-progress"], capsys)
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and summary["rows"] == 5000
     ref = run_stream("synthetic:5000", "relu,sigmoid", progress=False).summary

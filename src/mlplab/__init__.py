@@ -1,4 +1,4 @@
-"""mlplab: the two-layer MLP of the seed assignment, by hand and in PyTorch, and MNIST with an MLP.
+"""mlplab: the two-layer MLP of the assignment, by hand and in PyTorch, and MNIST with an MLP.
 
 >>> import mlplab
 >>> out = mlplab.forward([[0., -2., 1.]], "relu", [[1., -2.5], [-1.5, -1.], [.5, -1.5]], [.5, 2.],

@@ -1,4 +1,4 @@
-"""Seed section 2 on the command line: classify, losses, gradients, descent, errata, section2.
+"""Section 2 of the assignment on the command line: classify, losses, gradients, descent, errata, section2.
 
 Each command parses flags, calls one function of `mlplab.twolayer.section2` with explicit arguments, and
 prints its tables or the files it wrote.
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say
+from mlplab.cli.common import add_activations, add_format, add_out, add_problem, print_tables, problem_from_args, say
 from mlplab.errors import MlplabError
 from mlplab.tables import Table, write_tables
 from mlplab.twolayer.activations import activation_pairs, parse_pair
@@ -114,13 +114,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("losses", help="per-sample MSE and BCE terms and means; sensitivity near y_hat = 0.5")
     _common(p)
-    p.add_argument("--activations", action="append", metavar="S1,S2",
-                   help="pair to tabulate (repeatable; default relu,sigmoid and sigmoid,sigmoid)")
+    add_activations(p, "pair to tabulate (repeatable; default relu,sigmoid and sigmoid,sigmoid)", action="append")
     p.set_defaults(func=_cmd_losses)
 
     p = sub.add_parser("gradients", help="chain rule vs autograd vs finite differences; dL_MSE/db2 closed form")
     _common(p)
-    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="pair shown entry by entry")
+    add_activations(p, "pair shown entry by entry (default relu,sigmoid)", default="relu,sigmoid")
     p.add_argument("--all", action="store_true", help="show every entry for all nine pairs")
     p.add_argument("--loss", default="both", help="mse, bce or both (default both)")
     p.add_argument("--fd-step", type=float, default=FD_STEP, help=f"finite-difference step (default {FD_STEP:g})")
@@ -130,13 +129,13 @@ def register(sub: Any) -> None:
     _common(p, "folder for curves, verdicts, config and the figure")
     p.add_argument("--steps", default="0.01,10", help="step sizes, comma separated (default 0.01,10)")
     p.add_argument("--epochs", type=int, default=1000, help="epochs per step size (default 1000)")
-    p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the seed's main())")
-    p.add_argument("--activations", default="relu,sigmoid", metavar="S1,S2", help="(sigma1, sigma2)")
+    p.add_argument("--loss", default="bce", help="bce or mse (default bce, as the assignment's main())")
+    add_activations(p, "(sigma1, sigma2) (default relu,sigmoid)", default="relu,sigmoid")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                   help="float32 as the seed (default) or float64")
+                   help="float32 as in the assignment (default) or float64")
     p.set_defaults(func=_cmd_descent)
 
-    p = sub.add_parser("errata", help="the seed's mistakes, each with the numbers that show it")
+    p = sub.add_parser("errata", help="the assignment's mistakes, each with the numbers that show it")
     _common(p)
     p.add_argument("--train-epochs", type=int, default=1000,
                    help="epochs of the double-sigmoid training comparison (0 skips it)")
@@ -144,7 +143,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("section2", help="write every table, gradient check, curve and verdict of section 2")
     add_problem(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    add_out(p, "folder to write into", required=True)
     p.add_argument("--epochs", type=int, default=1000, help="gradient-descent epochs (default 1000)")
     p.add_argument("--steps", default="0.01,10", help="step sizes (default 0.01,10)")
     p.set_defaults(func=_cmd_section2)

@@ -6,17 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import say
+from mlplab.cli.common import add_data_dir, say
 from mlplab.errors import MlplabError
 from mlplab.mnist.fetch import FileCheck, default_data_dir, fetch_mnist, verify_mnist
 from mlplab.tables import Table
-
-
-def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    """`--data-dir DIR` for every command that reads MNIST (default: $MLPLAB_DATA, else the user cache)."""
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help="MNIST folder (default: $MLPLAB_DATA if set, else the user cache: "
-                             "`mlplab data path` prints it)")
 
 
 def register(sub: Any) -> None:

@@ -1,4 +1,4 @@
-"""`mlplab mnist experiment|sweep|params|compare`: the seed's experiments by name, and their comparison.
+"""`mlplab mnist experiment|sweep|params|compare`: the assignment's experiments by name, and their comparison.
 
 Thin on purpose: flags become explicit arguments of `mlplab.mnist.sweep` and `mlplab.mnist.compare`.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import add_format, print_tables, say
+from mlplab.cli.common import add_data_dir, add_device, add_format, add_out, print_tables, say
 from mlplab.mnist.experiments import experiment_names, select_experiments
 from mlplab.mnist.runstore import SUMMARY_FIELDS
 from mlplab.tables import Table, plural
@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = ["run", "epochs run", "best epoch", "best test loss", "final t
 def register(mnist_sub: Any) -> None:
     """Add the experiment subcommands to the `mlplab mnist` sub-parser."""
     names = ", ".join(experiment_names())
-    p = mnist_sub.add_parser("experiment", help="run one of the seed's named experiments",
+    p = mnist_sub.add_parser("experiment", help="run one of the assignment's named experiments",
                              description=f"Run one named experiment ({names}) into OUT/NAME; a finished run is "
                                          "read back, an interrupted one resumes.")
     p.add_argument("name", metavar="NAME", help=names)
@@ -48,14 +48,13 @@ def register(mnist_sub: Any) -> None:
     p = mnist_sub.add_parser("compare", help="tables, learning curves and observations from finished runs",
                              description="Read the finished runs of a sweep and write, per comparison, a table, "
                                          "overlaid learning curves (PNG, PDF) and observations.")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help=f"the sweep's results folder (default: {DEFAULT_RESULTS})")
+    p.add_argument("--from", dest="sweep_dir", type=Path, default=None, metavar="DIR",
+                   help=f"the sweep's results folder, the --out of `sweep` (default: {DEFAULT_RESULTS}; a "
+                        "shortened sweep's: results/mnist/experiments-epochs-N)")
+    p.add_argument("--out", dest="sweep_dir", type=Path, default=None, help=argparse.SUPPRESS)  # --from's old name
     p.add_argument("--report-dir", type=Path, default=None, metavar="DIR",
-                   help="where to write tables and figures (default: OUT/comparisons)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N",
-                   help="read the folder of a shortened sweep (the default --out of `sweep --epochs N`)")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="MNIST cache, for the logits-against-softmax table (skipped when MNIST is absent)")
+                   help="where to write tables and figures (default: DIR/comparisons)")
+    add_data_dir(p, "MNIST folder for the logits-against-softmax table, skipped when MNIST is absent")
     p.add_argument("--images", type=int, default=5, metavar="K", help="test images in the softmax table")
     add_format(p)
     p.set_defaults(func=_cmd_compare)
@@ -64,21 +63,18 @@ def register(mnist_sub: Any) -> None:
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="train N epochs instead of 100, for a quick look (default --out then gets a suffix)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help=f"results folder, one subfolder per run (default: {DEFAULT_RESULTS})")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="MNIST cache (default: $MLPLAB_DATA or the user cache; see `mlplab data fetch`)")
+    add_out(p, f"results folder, one subfolder per run (default: {DEFAULT_RESULTS})")
+    add_data_dir(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override applied to every run, e.g. training.device=cpu (repeatable)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's)")
+    add_device(p, None, "the config's training.device, auto unless overridden")
     p.add_argument("--tracker", dest="trackers", action="append", default=[], choices=("tensorboard", "wandb"),
                    help="also log to TensorBoard or offline W&B (repeatable); the run folder is always written")
     p.add_argument("--wandb-mode", default="offline", choices=("offline", "online", "disabled"),
                    help="W&B mode (default offline: nothing leaves this machine; `wandb sync` later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object (each run's summary keyed by run name) on the last line")
-    add_format(p)
+    add_format(p, help_text="the runs' table as text, markdown or latex, or json: one JSON object (each run's "
+                            "summary keyed by run name) on the last line")
 
 
 def results_dir(out: Path | None, epochs: int | None) -> Path:
@@ -123,12 +119,12 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
                 f"{_num(summary.get('test_accuracy'))}, {_num(summary.get('wall_time_s'))} s")
 
     summaries = run_sweep(plans, options, jobs=jobs, on_done=done)
-    if args.json:
+    if args.format == "json":
         print(json.dumps({name: {**{k: s.get(k) for k in SUMMARY_FIELDS}, "run_dir": str(out / name)}
                           for name, s in summaries.items()}))
     else:
         print_tables([summary_table(summaries)], args.format)
-        say(f"runs in {out}; `mlplab mnist compare --out {out}` writes the comparison tables and figures")
+        say(f"runs in {out}; `mlplab mnist compare --from {out}` writes the comparison tables and figures")
     return 0
 
 
@@ -153,7 +149,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from mlplab.mnist.compare_report import write_comparisons
 
-    out = results_dir(args.out, args.epochs)
+    out = args.sweep_dir if args.sweep_dir is not None else DEFAULT_RESULTS
     report_dir = args.report_dir or out / "comparisons"
     tables, notes, paths = write_comparisons(out, report_dir, data_dir=args.data_dir, n_images=args.images)
     print_tables(tables, args.format)

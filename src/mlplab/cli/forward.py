@@ -1,16 +1,15 @@
 """Section 1 subcommands: `problem`, `byhand`, `tables`, `draw` and `section1` (everything at once).
 
-Each command loads the problem (`--problem FILE`, default the seed's), computes everything in memory,
+Each command loads the problem (`--problem FILE`, default the assignment's), computes everything in memory,
 and only then prints or writes, so a bad input never leaves a half-finished output folder behind.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import add_format, add_out, add_problem, print_tables, problem_from_args, say
+from mlplab.cli.common import add_activations, add_format, add_out, add_problem, print_tables, problem_from_args, say
 from mlplab.fsio import atomic_write_text, ensure_dir, save_figure
 from mlplab.tables import write_tables
 from mlplab.twolayer.activations import parse_pair
@@ -21,7 +20,7 @@ from mlplab.twolayer.section1 import byhand_texts, section1_tables, write_sectio
 
 def register(sub: Any) -> None:
     """Add this module's subcommands to the `mlplab` parser."""
-    p = sub.add_parser("problem", help="print the problem (the seed's by default) as JSON: a template to edit")
+    p = sub.add_parser("problem", help="print the problem (the assignment's by default) as JSON: a template to edit")
     add_problem(p)
     add_out(p, "also write problem.json into this folder")
     p.add_argument("--show", action="store_true", help="print the problem (the default; kept for scripts)")
@@ -29,8 +28,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("byhand", help="the forward pass by hand: every entry as an exact inner product")
     add_problem(p)
-    p.add_argument("--pair", default="identity,identity", metavar="S1,S2",
-                   help="activations of the two layers, e.g. relu,sigmoid (default: identity,identity)")
+    add_activations(p, "activations of the two layers, e.g. relu,sigmoid (default: identity,identity)",
+                    default="identity,identity")
     p.add_argument("--all", action="store_true", help="derive all nine activation pairs")
     add_format(p)
     add_out(p, "also write byhand.{txt,md,tex,json} into this folder")
@@ -46,20 +45,20 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("draw", help="draw the network with every weight and bias (PNG and PDF)")
     add_problem(p)
-    p.add_argument("--pair", default=None, metavar="S1,S2", help="activations to name in the figure (optional)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for network.png and network.pdf")
+    add_activations(p, "activations to name in the figure (optional)", default=None)
+    add_out(p, "folder for network.png and network.pdf", required=True)
     p.set_defaults(func=_cmd_draw)
 
-    p = sub.add_parser("section1", help="write everything of seed section 1: tables, derivations, figure, values")
+    p = sub.add_parser("section1", help="write all of the assignment's section 1: tables, derivations, figure, values")
     add_problem(p)
     _add_dtype(p)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into")
+    add_out(p, "folder to write into", required=True)
     p.set_defaults(func=_cmd_section1)
 
 
 def _add_dtype(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
-                   help="precision of the PyTorch column (default: float32, as in the seed's code)")
+                   help="precision of the PyTorch column (default: float32, as in the assignment's code)")
 
 
 def _cmd_problem(args: argparse.Namespace) -> int:
@@ -72,7 +71,7 @@ def _cmd_problem(args: argparse.Namespace) -> int:
 
 
 def _cmd_byhand(args: argparse.Namespace) -> int:
-    texts = byhand_texts(problem_from_args(args), parse_pair(args.pair), every=args.all)
+    texts = byhand_texts(problem_from_args(args), parse_pair(args.activations), every=args.all)
     if args.out is not None:
         for path in write_texts(texts, args.out, "byhand"):
             say(f"wrote {path}")
@@ -93,7 +92,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 def _cmd_draw(args: argparse.Namespace) -> int:
     problem = problem_from_args(args)
-    labels = parse_pair(args.pair) if args.pair else ("σ1", "σ2")
+    labels = parse_pair(args.activations) if args.activations else ("σ1", "σ2")
     fig = draw_network(problem, *labels)
     for path in save_figure(fig, ensure_dir(args.out), "network"):
         say(f"wrote {path}")

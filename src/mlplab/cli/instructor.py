@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("variants", help="a fair variant of the problem for every student, each with its answer key")
     p.add_argument("--count", type=int, required=True, help="how many variants")
     p.add_argument("--seed", type=int, required=True, help="random seed; (seed, index) fixes each variant")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for DIR/<id>/problem.json, key.*")
+    add_out(p, "folder for DIR/<id>/problem.json, key.*", required=True)
     p.add_argument("--like", type=Path, default=None, metavar="FILE",
                    help="problem file whose shape (inputs, features, hidden units) the variants keep")
     p.add_argument("--no-pdf", action="store_true", help="skip key.pdf even when LaTeX is installed")

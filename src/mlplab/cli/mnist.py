@@ -1,4 +1,4 @@
-"""`mlplab mnist train`: the seed's MNIST baseline (or any overridden config) into a run folder.
+"""`mlplab mnist train`: the assignment's MNIST baseline (or any overridden config) into a run folder.
 
 F's experiment subcommands (`experiment`, `sweep`, `params`, ...) hang off the same `mnist` sub-parser through
 `mlplab.cli.experiments.register`.
@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.cli import experiments
-from mlplab.cli.common import add_format, print_tables, say
-from mlplab.cli.data import add_data_dir
+from mlplab.cli.common import add_data_dir, add_device, add_format, add_out, print_tables, say
 from mlplab.mnist.runstore import SUMMARY_FIELDS
 
 DEFAULT_OUT = Path("results") / "mnist" / "train"
@@ -21,13 +20,13 @@ DEFAULT_OUT = Path("results") / "mnist" / "train"
 
 def register(sub: Any) -> None:
     """Add `mlplab mnist ...` to the `mlplab` parser."""
-    mnist = sub.add_parser("mnist", help="train the seed's MLP on MNIST; experiments and sweeps",
-                           description="MNIST with an MLP (seed section 3).")
+    mnist = sub.add_parser("mnist", help="train the assignment's MLP on MNIST; experiments and sweeps",
+                           description="MNIST with an MLP (the assignment's section 3).")
     mnist_sub = mnist.add_subparsers(dest="mnist_command", metavar="ACTION")
     mnist.set_defaults(func=lambda _args: _help(mnist))
 
     train = mnist_sub.add_parser(
-        "train", help="train one run (default: the seed's baseline) into a run folder",
+        "train", help="train one run (default: the assignment's baseline) into a run folder",
         description="Train the MLP; writes config.json, metrics.csv, summary.json, checkpoint.pt, loss.png/.pdf "
                     "into --out. Ctrl-C keeps every finished epoch: rerun with --resume.")
     train.add_argument("--epochs", type=int, default=None, metavar="N",
@@ -36,18 +35,17 @@ def register(sub: Any) -> None:
                        help="override a config value, e.g. training.batch_size=6 or model.hidden_sizes=[16] "
                             "(repeatable)")
     train.add_argument("--config", type=Path, default=None, metavar="FILE", help="JSON file of config overrides")
-    train.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                       help=f"run folder (default: {DEFAULT_OUT})")
+    add_out(train, f"run folder (default: {DEFAULT_OUT})", default=DEFAULT_OUT)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    train.add_argument("--device", default=None, metavar="D", help="auto, cpu, cuda, cuda:N or mps "
-                                                                     "(default: training.device)")
+    add_device(train, None, "the config's training.device, auto unless overridden")
     train.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch")
     add_data_dir(train)
-    train.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    add_format(train, choices=("text", "json"),
+               help_text="the summary as text, or as one JSON object on the last line")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=lambda a: run_train(
         epochs=a.epochs, overrides=a.overrides, config_file=a.config, out=a.out, resume=a.resume, device=a.device,
-        threads=a.threads, data_dir=a.data_dir, as_json=a.json, progress=not a.no_progress))
+        threads=a.threads, data_dir=a.data_dir, as_json=a.format == "json", progress=not a.no_progress))
     best = mnist_sub.add_parser(
         "best-epoch", help="where each stopping rule stops on a run's curve, and the onset of overfitting",
         description="Read a run folder's metrics.csv and config.json; apply the smoothed rule and Prechelt's GL, "

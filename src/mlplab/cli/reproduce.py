@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import say
+from mlplab.cli.common import add_data_dir, add_out, add_problem, say
 from mlplab.errors import MlplabError
 
 
@@ -24,18 +24,17 @@ def register(sub: Any) -> None:
                        help="few MNIST epochs and a small stream: the whole picture in minutes")
     speed.add_argument("--tiny", action="store_true",
                        help="the smallest run (1 epoch of two MNIST experiments, 1e5 stream rows), for tests and CI")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
-                   help="where results go (default: results/)")
-    p.add_argument("--report", type=Path, default=Path("report"), metavar="DIR",
-                   help="where the LaTeX report goes (default: report/)")
+    add_out(p, "one folder for everything: DIR/results and DIR/report (default: the current folder)")
+    p.add_argument("--results", type=Path, default=None, metavar="DIR",
+                   help="where results go (default: results/ inside --out, else ./results)")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="where the LaTeX report goes (default: report/ inside --out, else ./report)")
     p.add_argument("--only", nargs="+", default=(), metavar="STEP",
                    help="run only these steps (names as in the plan; 'mnist' for all MNIST steps)")
     p.add_argument("--no-pdf", action="store_true", help="write the LaTeX project but do not build report.pdf")
     p.add_argument("--no-fetch", action="store_true", help="never download MNIST; skip MNIST when not cached")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="MNIST cache folder (default: $MLPLAB_DATA or the user cache)")
-    p.add_argument("--problem", type=Path, default=None, metavar="FILE",
-                   help="problem file for sections 1-2 (default: the assignment's problem)")
+    add_data_dir(p)
+    add_problem(p, "problem file for sections 1-2")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="MNIST runs at once (default: automatic)")
     p.add_argument("--title", default=None, help="the report's title (default: the assignment's)")
     p.add_argument("--author", default=None, help="the author line of the report (default: a placeholder)")
@@ -54,7 +53,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise MlplabError(f"--jobs must be at least 1, got {args.jobs}", hint="pass --jobs 1 or more")
     profile = "quick" if args.quick else "tiny" if args.tiny else "full"
-    settings = Settings(profile=profile, results_dir=args.results, report_dir=args.report, data_dir=args.data_dir,
+    base = args.out if args.out is not None else Path()
+    results = args.results if args.results is not None else base / "results"
+    report = args.report if args.report is not None else base / "report"
+    settings = Settings(profile=profile, results_dir=results, report_dir=report, data_dir=args.data_dir,
                         problem_path=args.problem, jobs=args.jobs, fetch=not args.no_fetch, pdf=not args.no_pdf,
                         only=tuple(args.only), title=args.title, author=args.author,
                         submission=_archive_name(args.submission), command=_command(args))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from mlplab.cli.common import add_problem, say
+from mlplab.cli.common import add_activations, add_device, add_format, add_out, add_problem, say
 from mlplab.errors import MlplabError
 from mlplab.stream.run import run_stream
 from mlplab.stream.sources import parse_count
@@ -22,12 +21,12 @@ def register(sub: Any) -> None:
                                    "histogram).")
     p.add_argument("source", metavar="SOURCE", help="data.npy, 'parts/*.npy', data.f32 (raw), or synthetic:1e9")
     add_problem(p)
-    p.add_argument("--activations", required=True, metavar="S1,S2", help="e.g. relu,sigmoid")
+    add_activations(p, "e.g. relu,sigmoid", required=True)
     p.add_argument("--chunk-rows", type=_count_or_zero, default=1 << 20, metavar="N",
                    help="rows per chunk; memory ~ chunk x (prefetch + 5) (default 1048576)")
     p.add_argument("--shard-rows", type=_count_or_zero, default=1 << 24, metavar="N",
                    help="rows per shard, the unit of resuming and of Dask tasks (default 16777216)")
-    p.add_argument("--out", default=None, metavar="DIR", help="folder for the manifest, shard files and summary")
+    add_out(p, "folder for the manifest, shard files and summary")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished shards")
     p.add_argument("--engine", choices=("local", "dask"), default="local")
     p.add_argument("--workers", type=int, default=2, help="Dask LocalCluster worker processes (default 2)")
@@ -35,7 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--nonfinite", choices=("error", "skip", "keep"), default="error",
                    help="rows with NaN/inf inputs: stop (default), leave out, or compute as they are")
     p.add_argument("--write-predictions", action="store_true", help="also write y_hat shards (.npy) into --out")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    add_device(p, "cpu", "cpu (for this 3-2-1 network the fused CPU kernel outruns the copy to a GPU: "
+                         "docs/streaming.md)")
     p.add_argument("--kernel", choices=("auto", "native", "torch"), default="auto",
                    help="fused compiled loop (native, built with the C compiler on first use) or torch")
     p.add_argument("--columns", type=int, default=None, help="values per row of raw float32 files (default d)")
@@ -46,7 +46,8 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="compute threads of the native kernel (default: all CPUs, at most 8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    add_format(p, choices=("text", "json"),
+               help_text="the summary as text, or as one JSON object on the last line")
     p.set_defaults(func=_run)
 
 
@@ -69,7 +70,7 @@ def _hist_range(text: str | None) -> tuple[float, float] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.resume and args.out is not None and not (Path(args.out) / "manifest.json").exists():
+    if args.resume and args.out is not None and not (args.out / "manifest.json").exists():
         say(f"note: {args.out} holds no run to resume (no manifest.json): starting a new run there")
     result = run_stream(
         args.source, args.activations, args.problem, chunk_rows=args.chunk_rows, shard_rows=args.shard_rows,
@@ -78,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         kernel=args.kernel, columns=args.columns, seed=args.seed, bins=args.bins,
         hist_range=_hist_range(args.hist_range), prefetch=args.prefetch, threads=args.threads,
         progress=False if args.no_progress else None)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(result.to_json()))
         return 0
     s = result.summary

@@ -1,1 +1,1 @@
-"""MNIST with an MLP: IDX data, the seed's config, a fast trainer, experiments and tracking."""
+"""MNIST with an MLP: IDX data, the assignment's config, a fast trainer, experiments and tracking."""

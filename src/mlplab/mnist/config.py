@@ -1,9 +1,9 @@
-"""The seed's MNIST configuration as typed dataclasses, overridable by a JSON file and `--set key=value`.
+"""The assignment's MNIST configuration as typed dataclasses, overridable by a JSON file and `--set key=value`.
 
-`TRAINING_CONFIG` and `MODEL_CONFIG` keep the assignment's names and values; the keys after the seed's four
-(model: after its four) are the choices the seed leaves open:
+`TRAINING_CONFIG` and `MODEL_CONFIG` keep the assignment's names and values; the keys after the assignment's four
+(model: after its four) are the choices the assignment leaves open:
 
-- `optimizer` "adam": the seed's `learning_rate` 0.001 is Adam's customary default, and its learning-rate
+- `optimizer` "adam": the assignment's `learning_rate` 0.001 is Adam's customary default, and its learning-rate
   sweep (1, 0.001, 0.00001) with "divergence" at 1 reads naturally for Adam; "sgd" (plain) is offered.
 - `seed` 0 fixes initialisation, shuffling and dropout; `device` "auto" picks CUDA, then MPS, then the CPU.
 - `engine` "manual": the hand-written forward and backward of `mlplab.mnist.backprop` (fast, checked against
@@ -13,7 +13,7 @@
   probabilities and their gradients reach that range (measured up to 1.4x slower steps without it).
 - `validation_split` 0.0: the fraction of the training set held out to choose the best epoch; 0 uses the
   test set, which biases the reported test accuracy (see docs/mnist-training.md).
-- `softmax_output` False: the seed's model outputs logits; True appends a softmax (the experiment of 3.2).
+- `softmax_output` False: the assignment's model outputs logits; True appends a softmax (the experiment of 3.2).
 - `stopping`: the rule that names the best epoch and, when `enabled`, stops training early and restores the
   best weights (see `mlplab.mnist.best_epoch`).
 

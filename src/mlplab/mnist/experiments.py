@@ -1,11 +1,11 @@
-"""The seed's MNIST experiments (sections 3.1 and 3.2) as data: a name, a reason and config overrides.
+"""The assignment's MNIST experiments (sections 3.1 and 3.2) as data: a name, a reason and config overrides.
 
 Each experiment is the baseline configuration (`TRAINING_CONFIG`, `MODEL_CONFIG`) plus a few
 `section.key=value` overrides, exactly the strings `mlplab mnist train --set` accepts, so any of them can be
 re-run by hand. Names that describe the baseline itself (`batch64`, `lr0.001`) are aliases: they resolve to
 the one `baseline` run instead of training the same configuration twice.
 
-Comparisons name the runs that the seed asks to put side by side; `compare.py` turns finished runs into
+Comparisons name the runs that the assignment asks to put side by side; `compare.py` turns finished runs into
 figures, tables and observations.
 """
 
@@ -22,7 +22,7 @@ class Experiment:
     """One run: the baseline configuration plus `overrides` (`section.key=value` strings)."""
 
     name: str
-    seed_item: str  # where the seed asks for it
+    seed_item: str  # where the assignment asks for it
     description: str
     overrides: tuple[str, ...] = ()
 
@@ -40,7 +40,8 @@ class Comparison:
 SOFTMAX_OVERRIDE = "model.softmax_output=true"
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    Experiment("baseline", "3.1 (1)", "the seed's defaults: batch 64, lr 0.001, hidden [512, 256, 128], dropout 0.2"),
+    Experiment("baseline", "3.1 (1)",
+               "the assignment's defaults: batch 64, lr 0.001, hidden [512, 256, 128], dropout 0.2"),
     Experiment("batch6", "3.1 (3)", "batch size 6", ("training.batch_size=6",)),
     Experiment("batch6400", "3.1 (3)", "batch size 6400", ("training.batch_size=6400",)),
     Experiment("lr1", "3.1 (6)", "learning rate 1 (batch 64)", ("training.learning_rate=1",)),
@@ -52,7 +53,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "the same cross-entropy (which expects logits)", (SOFTMAX_OVERRIDE,)),
 )}
 
-# Names the seed uses for the baseline configuration itself.
+# Names the assignment uses for the baseline configuration itself.
 ALIASES: dict[str, str] = {"batch64": "baseline", "lr0.001": "baseline"}
 
 COMPARISONS: dict[str, Comparison] = {c.name: c for c in (
@@ -70,7 +71,7 @@ COMPARISONS: dict[str, Comparison] = {c.name: c for c in (
 
 
 def experiment_names() -> list[str]:
-    """Every runnable name in the seed's order, aliases included.
+    """Every runnable name in the assignment's order, aliases included.
 
     >>> experiment_names()[:4]
     ['baseline', 'batch64', 'lr0.001', 'batch6']

@@ -1,4 +1,4 @@
-"""The seed's MNIST model: Linear → ReLU → Dropout for each hidden layer, then a Linear layer giving logits.
+"""The assignment's MNIST model: Linear → ReLU → Dropout for each hidden layer, then a Linear layer giving logits.
 
 A Linear layer from n_in to n_out units has n_in·n_out weights and n_out biases, so the parameter count is
 Σ_k (n_{k-1} + 1)·n_k over the layer widths n_0 = input_size, hidden sizes ..., n_L = num_classes:

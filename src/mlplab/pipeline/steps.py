@@ -1,4 +1,4 @@
-"""The steps of `mlplab reproduce` and their settings: full (the seed's), quick, and tiny (for tests and CI).
+"""The steps of `mlplab reproduce` and their settings: full (the assignment's), quick, and tiny (for tests and CI).
 
 Results go under one folder: `section1/`, `section2/`, `stream/`, `mnist/<profile>/` (each MNIST profile in
 its own folder, so a quick run never passes for a full one) and the state file. The report goes elsewhere.
@@ -31,7 +31,7 @@ from mlplab.twolayer.section1 import write_section1
 from mlplab.twolayer.section2 import write_section2
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # The seed's settings: 100 epochs, every experiment; streaming at a size that fits one machine.
+    # The assignment's settings: 100 epochs, every experiment; streaming at a size that fits one machine.
     "full": {"mnist_epochs": 100, "experiments": None, "stream_rows": 10**9},
     # The whole picture in minutes.
     "quick": {"mnist_epochs": 2, "experiments": None, "stream_rows": 10**6},

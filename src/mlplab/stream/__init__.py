@@ -1,4 +1,4 @@
-"""Streaming forward propagation over inputs far larger than memory (the seed's one-trillion-row question).
+"""Streaming forward propagation over inputs far larger than memory (the assignment's one-trillion-row question).
 
 Sources (`sources`), the fused chunk kernel (`kernel`, `native`), mergeable summaries (`summary`),
 shards and the manifest (`manifest`), the local prefetching engine (`engine`), the Dask engine

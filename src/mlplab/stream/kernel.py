@@ -52,7 +52,7 @@ class Network:
 
     @classmethod
     def from_arrays(cls, W1: object, b1: object, W2: object, b2: object, act1: str, act2: str) -> Network:
-        """Build from anything array-like in the seed's shapes.
+        """Build from anything array-like in the assignment's shapes.
 
         >>> Network.from_arrays([[1.0], [2.0]], [0.0], [1.0], 0.5, "relu", "sigmoid").h
         1

@@ -1,6 +1,6 @@
-"""The seed's three activation functions as torch callables, also reachable by name.
+"""The assignment's three activation functions as torch callables, also reachable by name.
 
-The seed writes `relu` and `sigmoid` with NumPy (`np.maximum`, `np.exp`); inside a torch graph that
+The assignment writes `relu` and `sigmoid` with NumPy (`np.maximum`, `np.exp`); inside a torch graph that
 breaks autograd and CUDA, so these are pure torch (see docs/seed-errata.md).
 """
 
@@ -43,13 +43,13 @@ def sigmoid(t: torch.Tensor) -> torch.Tensor:
 
 
 ACTIVATIONS: dict[str, Activation] = {"identity": identity, "relu": relu, "sigmoid": sigmoid}
-"""Canonical names, in the seed's order (sigma_I, sigma_ReLU, sigma_sigm)."""
+"""Canonical names, in the assignment's order (sigma_I, sigma_ReLU, sigma_sigm)."""
 
 _ALIASES = {"i": "identity", "id": "identity", "linear": "identity", "none": "identity",
             "sigm": "sigmoid", "logistic": "sigmoid"}
 
 SYMBOLS = {"identity": "I", "relu": "ReLU", "sigmoid": "sigm"}
-"""Short subscripts as the seed writes them: sigma_I, sigma_ReLU, sigma_sigm."""
+"""Short subscripts as the assignment writes them: sigma_I, sigma_ReLU, sigma_sigm."""
 
 
 def activation_name(fn: str | Activation) -> str:
@@ -79,7 +79,7 @@ def get_activation(fn: str | Activation) -> Activation:
 
 
 def activation_pairs() -> list[tuple[str, str]]:
-    """All nine (sigma_1, sigma_2) pairs in the seed's Table 2 order."""
+    """All nine (sigma_1, sigma_2) pairs in the assignment's Table 2 order."""
     return [(a, b) for a in ACTIVATIONS for b in ACTIVATIONS]
 
 

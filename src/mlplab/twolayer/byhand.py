@@ -3,7 +3,7 @@
 Rationals stay `Fraction`s (the problem file is parsed exactly, so 0.1 is 1/10). The sigmoid of a
 rational t != 0 is irrational, so those values (and everything computed from them) are evaluated with
 mpmath at `WORK_DIGITS` digits and shown to `SHOW_DIGITS` significant digits, beside the symbolic form
-1/(1 + e^(-t)) and the two-decimal rounding the seed asks for.
+1/(1 + e^(-t)) and the two-decimal rounding the assignment asks for.
 
 This module only computes; `mlplab.twolayer.byhand_render` turns a `Derivation` into text, Markdown, LaTeX or JSON.
 """
@@ -64,7 +64,7 @@ class Value:
 
 @dataclass(frozen=True)
 class InnerProduct:
-    """target = row · col + bias, e.g. z1[1,1] = x1·W1[:,1] + b1[1]; indices are 1-based as in the seed."""
+    """target = row · col + bias, e.g. z1[1,1] = x1·W1[:,1] + b1[1]; indices are 1-based as in the assignment."""
 
     matrix: str  # "Z1" or "z2"
     i: int  # sample (row), 1-based
@@ -88,7 +88,7 @@ class ActivationStep:
 
 @dataclass(frozen=True)
 class Derivation:
-    """The whole forward pass of one (sigma_1, sigma_2) pair, entry by entry. Shapes as in the seed:
+    """The whole forward pass of one (sigma_1, sigma_2) pair, entry by entry. Shapes as in the assignment:
     Z1, A1 (N, h) as lists of rows; z2, y_hat (N,) (column vectors written as lists)."""
 
     problem: Problem
@@ -203,7 +203,7 @@ def derive_by_hand(problem: Problem, activ_func1: str | Activation = "identity",
 
 
 def derive_all_pairs(problem: Problem) -> list[Derivation]:
-    """Derivations for all nine (sigma_1, sigma_2) pairs, in the seed's Table 2 order.
+    """Derivations for all nine (sigma_1, sigma_2) pairs, in the assignment's Table 2 order.
 
     >>> from mlplab.twolayer.problem import load_problem
     >>> [round(float(dv.y_hat[2].value), 2) for dv in derive_all_pairs(load_problem())][-3:]

@@ -25,7 +25,7 @@ _SYMBOL = {"identity": "I", "relu": "ReLU", "sigmoid": "sigm"}
 
 
 def round2(v: Value | float) -> str:
-    """Two decimals as the seed asks, without a '-0.00'.
+    """Two decimals as the assignment asks, without a '-0.00'.
 
     >>> round2(Value.of(Fraction(-1, 1000))), round2(2.345)
     ('0.00', '2.35')

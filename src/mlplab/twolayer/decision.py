@@ -1,4 +1,4 @@
-"""Binary classification with a sigmoid output (seed section 2.1).
+"""Binary classification with a sigmoid output (the assignment's section 2.1).
 
 The decision threshold is y_hat = 0.5. Since sigmoid is strictly increasing and sigmoid(0) = 0.5,
 y_hat >= 0.5 holds exactly when t = z2 >= 0, so the boundary in the input of the sigmoid is t = 0.
@@ -8,7 +8,7 @@ In floating point sigmoid(z2) rounds to exactly 0.5 for |z2| below about 1e-16 (
 are decided on z2 whenever it is available: that test is exact.
 
 For (sigma_1, sigma_2) pairs whose output is not a sigmoid, y_hat is not a probability; thresholding the
-output at 0.5 is still reported (it is what the seed's rule gives), flagged as not probabilistic.
+output at 0.5 is still reported (it is what the assignment's rule gives), flagged as not probabilistic.
 """
 
 from __future__ import annotations

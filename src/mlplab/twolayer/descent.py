@@ -1,6 +1,6 @@
-"""Full-batch gradient descent on the seed problem (seed section 2.4) and a verdict per loss curve.
+"""Full-batch gradient descent on the assignment's problem (its section 2.4) and a verdict per loss curve.
 
-The loop is the seed's `main()` with its bugs fixed: `compute_gradients`, then `gradient_descent`,
+The loop is the assignment's `main()` with its bugs fixed: `compute_gradients`, then `gradient_descent`,
 record the loss, stop on NaN. Each curve is then classified from its numbers alone:
 
 1. **diverging**  a loss is NaN or infinite, or the last loss exceeds the first by more than `rise_tol`
@@ -130,7 +130,7 @@ def two_cycle(values: Sequence[float], last: int = 10, tol: float = 1e-5) -> tup
 
 def collapse(tensors: dict[str, torch.Tensor], activations: tuple[str, str], weights: dict[str, Any],
              b2_trace: Sequence[float] = (), tol: float = 1e-6) -> Collapse:
-    """Look at final `weights` (the seed's shapes) on the problem's X and y; float64 throughout.
+    """Look at final `weights` (the assignment's shapes) on the problem's X and y; float64 throughout.
 
     >>> from mlplab.twolayer.gradients import load_seed_tensors
     >>> t = load_seed_tensors()

@@ -1,8 +1,8 @@
-"""The seed's mistakes in sections 2.2-2.4, reproduced as written, beside the correct version.
+"""The assignment's mistakes in sections 2.2-2.4, reproduced as written, beside the correct version.
 
-Each `Erratum` computes both numbers on the seed problem so the docs and `mlplab errata` show real values;
+Each `Erratum` computes both numbers on the assignment's problem so the docs and `mlplab errata` show real values;
 docs/seed-errata.md explains each one, and tests/test_seed_errata.py asserts the difference.
-The seed's versions live here and nowhere else: no other module calls them.
+The assignment's versions live here and nowhere else: no other module calls them.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from mlplab.twolayer.losses import binary_cross_entropy
 
 
 def seed_bce_eq6(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Seed eq. 6 as printed: -1/N sum (y log y_hat - (1 - y) log(1 - y_hat)) (wrong sign inside)."""
+    """The assignment's eq. 6 as printed: -1/N sum (y log y_hat - (1 - y) log(1 - y_hat)) (wrong sign inside)."""
     return -(y * torch.log(y_hat) - (1 - y) * torch.log(1 - y_hat)).mean()
 
 
 def seed_binary_cross_entropy(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-    """The seed's example `binary_cross_entropy`: logits loss applied to a sigmoid output (double sigmoid)."""
+    """The assignment's example `binary_cross_entropy`: logits loss applied to a sigmoid output (double sigmoid)."""
     return F.binary_cross_entropy_with_logits(y_pred, y_true)
 
 
@@ -50,7 +50,7 @@ def seed_difference_quotient(loss: torch.Tensor, loss_shifted: torch.Tensor, del
 
 @dataclass(frozen=True)
 class Erratum:
-    """One mistake: where it is, what the seed computes, what is right, on the seed problem."""
+    """One mistake: where it is, what the assignment computes, what is right, on the assignment's problem."""
 
     key: str
     where: str
@@ -106,7 +106,7 @@ def numeric_errata(tensors: dict[str, torch.Tensor]) -> list[Erratum]:
 
 
 def errata_table(errata: list[Erratum]) -> Table:
-    """The numeric errata side by side: what the seed computes vs the correct value."""
+    """The numeric errata side by side: what the assignment computes vs the correct value."""
     rows = [[e.key, e.where, e.seed_says, e.seed_value, e.correct, e.correct_value] for e in errata]
     return Table("Errata of the assignment with numbers (its problem, (sigma1, sigma2) = (ReLU, sigmoid))",
                  ["id", "where", "assignment", "assignment value", "correct", "correct value"], rows,
@@ -135,7 +135,7 @@ CODE_ERRATA: list[tuple[str, str, str, str]] = [
     ("question-numbers", "Sec. 3 questions", "(8) and (11) each appear twice",
      "number the questions (8)-(18) without repeats"),
 ]
-"""Mistakes in the seed's code and text that raise an error or mislabel rather than change a number."""
+"""Mistakes in the assignment's code and text that raise an error or mislabel rather than change a number."""
 
 
 def code_errata_table() -> Table:
@@ -145,9 +145,9 @@ def code_errata_table() -> Table:
 
 def double_sigmoid_training(tensors: dict[str, torch.Tensor], epochs: int = 1000,
                             step_size: float = 0.01) -> dict[str, float]:
-    """Train the seed's (ReLU, sigmoid) net with the seed's loss and with the right one; report the true BCE.
+    """Train the assignment's (ReLU, sigmoid) net with its loss and with the right one; report the true BCE.
 
-    Both runs start from the seed weights, float32 as in the seed; the returned BCE values are
+    Both runs start from the assignment's weights, float32 as in the assignment; the returned BCE values are
     `binary_cross_entropy` of the trained model's output, so the two runs are compared on one scale.
     """
     from mlplab.twolayer.descent import gradient_descent_run
@@ -164,9 +164,9 @@ def double_sigmoid_training(tensors: dict[str, torch.Tensor], epochs: int = 1000
 
 
 def _seed_loop_as_written(tensors: dict[str, torch.Tensor], epochs: int, step_size: float) -> dict[str, float]:
-    """The seed's loop with only its crashes fixed: double-sigmoid loss and gradients never zeroed.
+    """The assignment's loop with only its crashes fixed: double-sigmoid loss and gradients never zeroed.
 
-    Each update then uses the running sum of all gradients so far (float32, as the seed).
+    Each update then uses the running sum of all gradients so far (float32, as in the assignment).
     """
     from mlplab.twolayer.simple_mlp import SimpleMLP
 
@@ -177,7 +177,7 @@ def _seed_loop_as_written(tensors: dict[str, torch.Tensor], epochs: int, step_si
     reported = float("nan")
     for _ in range(epochs):
         loss = seed_binary_cross_entropy(model(t["X"]), t["y"])
-        loss.backward()  # accumulates into .grad, as in the seed
+        loss.backward()  # accumulates into .grad, as in the assignment
         reported = loss.item()
         with torch.no_grad():
             for param in model.parameters():

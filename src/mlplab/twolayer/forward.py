@@ -1,4 +1,4 @@
-"""Forward propagation of the two-layer MLP (seed eq. 1-3), returning every intermediate.
+"""Forward propagation of the two-layer MLP (the assignment's eq. 1-3), returning every intermediate.
 
     Z1 = X W1 + b1      (N, h)      A1 = sigma_1(Z1)   (N, h)
     z2 = A1 w2 + b2     (N, 1)      y_hat = sigma_2(z2) (N, 1)
@@ -44,7 +44,7 @@ def as_layer_params(X: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor | float,
     d = X.shape[1]
     if W1.dim() != 2 or W1.shape[0] != d:
         raise MlplabError(f"W1 must have shape ({d}, h) to match X's {d} columns, got {tuple(W1.shape)}",
-                          hint="W1 is (inputs x hidden units), as in the seed")
+                          hint="W1 is (inputs x hidden units), as in the assignment")
     h = W1.shape[1]
     if b1.numel() != h or b1.dim() > 2 or (b1.dim() == 2 and b1.shape[0] != 1):
         raise MlplabError(f"b1 must have shape ({h},) or (1, {h}), got {tuple(b1.shape)}",

@@ -1,7 +1,7 @@
-"""The seed's Table 1 (identity/identity, Hand vs PyTorch) and Table 2 (all nine activation pairs).
+"""The assignment's Table 1 (identity/identity, Hand vs PyTorch) and Table 2 (all nine activation pairs).
 
 "Hand" values come from the exact derivation (`mlplab.twolayer.byhand`), "PyTorch" values from `mlplab.twolayer.forward`
-in float32 by default, as the seed's code asks (`dtype=torch.float32`); pass `dtype=torch.float64` for
+in float32 by default, as the assignment's code asks (`dtype=torch.float32`); pass `dtype=torch.float64` for
 double precision. Tables keep raw values; they are rounded to two decimals only when rendered.
 """
 
@@ -31,7 +31,7 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
         return name
     if isinstance(name, str) and name in DTYPES:
         return DTYPES[name]
-    raise MlplabError(f"unsupported dtype {name!r}", hint="use float32 (the seed's choice) or float64")
+    raise MlplabError(f"unsupported dtype {name!r}", hint="use float32 (the assignment's choice) or float64")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

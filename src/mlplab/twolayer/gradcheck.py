@@ -7,7 +7,7 @@ Relative error (CS231n, "Gradient checks"):  |a - b| / max(|a|, |b|), with the d
 Central differences (L(theta + h) - L(theta - h)) / (2h) have error O(h^2) for a smooth loss. At a kink
 (a ReLU input or a BCE clamp crossed between theta - h and theta + h) the loss is not differentiable
 and the difference quotient is meaningless; such entries are detected, reported as `kink`, and left
-out of the finite-difference comparison. The seed problem has one: Z1[4,1] = 0 exactly with ReLU.
+out of the finite-difference comparison. The assignment's problem has one: Z1[4,1] = 0 exactly with ReLU.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REL_FLOOR = 1e-8
 
 FD_STEP = 1e-5
 """Central-difference step h. Float64 truncation error ~h^2, round-off ~1e-16 |L| / h; of 1e-4, 1e-5, 3e-6
-and 1e-6, h = 1e-5 gave the smallest worst-case relative error on the seed problem (1.2e-7)."""
+and 1e-6, h = 1e-5 gave the smallest worst-case relative error on the assignment's problem (1.2e-7)."""
 
 
 def relative_error(a: float, b: float, floor: float = REL_FLOOR) -> float:
@@ -152,7 +152,7 @@ def check_all(tensors: dict[str, torch.Tensor], pairs: Sequence[tuple[str, str]]
 
 
 def _label(e: GradEntry) -> str:
-    # 1-based indices, as the seed writes W1[i,j]
+    # 1-based indices, as the assignment writes W1[i,j]
     return f"{e.param}[{','.join(str(i + 1) for i in e.index)}]"
 
 

@@ -1,4 +1,4 @@
-"""Hand-written backpropagation for the two-layer MLP, built from the local derivatives of seed Table 3.
+"""Hand-written backpropagation for the two-layer MLP, built from the local derivatives of the assignment's Table 3.
 
 Forward (forward.py):  Z1 = X W1 + 1 b1,  A1 = sigma_1(Z1),  z2 = A1 W2 + b2 1,  y_hat = sigma_2(z2).
 Backward, one local derivative per row of Table 3 (with two rows corrected, see docs/seed-errata.md):
@@ -87,7 +87,7 @@ def loss_derivative(loss: str, y_hat: torch.Tensor, y: torch.Tensor, eps: float 
 def backward(X: torch.Tensor, activ_func1: str, W1: torch.Tensor, b1: torch.Tensor, activ_func2: str,
              W2: torch.Tensor, b2: torch.Tensor, y: torch.Tensor, loss: str = "mse",
              result: ForwardResult | None = None) -> Gradients:
-    """Chain-rule gradients of the mean loss w.r.t. W1, b1, W2, b2 (arguments in the seed's forward order).
+    """Chain-rule gradients of the mean loss w.r.t. W1, b1, W2, b2 (arguments in the assignment's forward order).
 
     >>> p = load_seed_tensors()
     >>> g = backward(p["X"], "identity", p["W1"], p["b1"], "identity", p["W2"], p["b2"], p["y"], "mse")
@@ -109,13 +109,13 @@ def backward(X: torch.Tensor, activ_func1: str, W1: torch.Tensor, b1: torch.Tens
 
 
 def load_seed_tensors() -> dict[str, torch.Tensor]:
-    """The seed problem as float64 tensors (a shortcut for examples and tests)."""
+    """The assignment's problem as float64 tensors (a shortcut for examples and tests)."""
     from mlplab.twolayer.problem import load_problem
 
     return load_problem().tensors()
 
 
-# --- the closed form of dL_MSE/db2 (seed tasks 8-10) -------------------------------------------------
+# --- the closed form of dL_MSE/db2 (the assignment's tasks 8-10) -------------------------------------------------
 
 B2_FORMULA = {
     "identity": "dL/db2 = (2/N) sum_i (y_hat_i - y_i)",
@@ -158,7 +158,7 @@ def b2_gradient_exact(problem: Problem, sigma1: str, sigma2: str, dps: int = 40)
         return total / problem.n
 
 
-# --- sensitivity near the decision boundary (seed task 7) -------------------------------------------
+# --- sensitivity near the decision boundary (the assignment's task 7) -------------------------------------------
 
 def loss_sensitivity(y_hat: float, y: float) -> dict[str, float]:
     """One sample (N = 1) with a sigmoid output: each loss, and its gradient w.r.t. y_hat and z2.

@@ -1,9 +1,9 @@
-"""The two losses of seed section 2.2, per sample and averaged, in pure torch.
+"""The two losses of the assignment's section 2.2, per sample and averaged, in pure torch.
 
-    MSE:  L = 1/N sum_i (y_hat_i - y_i)^2                                     (seed eq. 5)
-    BCE:  L = -1/N sum_i [ y_i log(y_hat_i) + (1 - y_i) log(1 - y_hat_i) ]     (seed eq. 6, sign corrected)
+    MSE:  L = 1/N sum_i (y_hat_i - y_i)^2                                     (the assignment's eq. 5)
+    BCE:  L = -1/N sum_i [ y_i log(y_hat_i) + (1 - y_i) log(1 - y_hat_i) ]     (the assignment's eq. 6, sign corrected)
 
-The seed prints eq. 6 with a minus between the two logs; the right sign is a plus (docs/seed-errata.md).
+The assignment prints eq. 6 with a minus between the two logs; the right sign is a plus (docs/seed-errata.md).
 
 `binary_cross_entropy` takes probabilities (the output of a sigmoid). Before each log it clamps its
 argument from below at BCE_EPS = 1e-12: log(max(p, eps)) and log(max(1 - p, eps)). So p = 0 or p = 1
@@ -13,7 +13,7 @@ torch's `F.binary_cross_entropy` (which clamps each log at -100 instead). The ep
 the dtype, so float32 and float64 training see the same loss surface wherever float32 can resolve it.
 
 `binary_cross_entropy_with_logits` takes the pre-sigmoid value z2 and is what a model without a final
-sigmoid should use: it never forms sigmoid(z2) and stays exact for large |z2|. The seed's example code
+sigmoid should use: it never forms sigmoid(z2) and stays exact for large |z2|. The assignment's example code
 calls it on an output that already went through a sigmoid; that is the "double sigmoid" erratum.
 """
 
@@ -61,7 +61,7 @@ def mse(y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
 
 
 MSE = mse
-"""The seed's name for the MSE loss."""
+"""The assignment's name for the MSE loss."""
 
 
 BCE_EPS = 1e-12

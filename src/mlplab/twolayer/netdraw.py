@@ -2,7 +2,7 @@
 
 Edges carry their weight (W1[k,j] from input k to hidden unit j, w2[j] from hidden unit j to the output),
 each neuron its bias. Weight labels are placed greedily along their edge at the first position whose box
-overlaps no label and no neuron already drawn, so the labels stay readable for the seed's 3-2-1 network
+overlaps no label and no neuron already drawn, so the labels stay readable for the assignment's 3-2-1 network
 and for other small networks. Returns a matplotlib `Figure` (no pyplot state); save it with
 `mlplab.fsio.save_figure`.
 """
@@ -32,7 +32,7 @@ _POS_COLOR, _NEG_COLOR, _ZERO_COLOR = "#1f5fa8", "#c0392b", "#999999"
 
 
 def number_label(q: Fraction) -> str:
-    """A weight as the seed writes it: a short decimal when exact, else the fraction.
+    """A weight as the assignment writes it: a short decimal when exact, else the fraction.
 
     >>> number_label(Fraction(-5, 2)), number_label(Fraction(1, 3)), number_label(Fraction(2))
     ('-2.5', '1/3', '2.0')

@@ -1,7 +1,7 @@
 """The numbers of a two-layer problem (X, y, W1, b1, w2, b2), loaded exactly from a JSON file.
 
 Numbers are parsed straight from their decimal text into `Fraction`s, so 0.1 is exactly 1/10 and the
-"by hand" derivation is exact. The seed's problem ships as `mlplab/data/seed_problem.json`; an instructor
+"by hand" derivation is exact. The assignment's problem ships as `mlplab/data/seed_problem.json`; an instructor
 copies it, changes any number or dimension, and passes `--problem FILE` to every command.
 """
 
@@ -52,7 +52,7 @@ class Problem:
 
     def tensors(self, dtype: torch.dtype = torch.float64,
                 device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """Float tensors in the seed's shapes: X (N,d), y (N,1), W1 (d,h), b1 (1,h), W2 (h,1), b2 (1,)."""
+        """Float tensors in the assignment's shapes: X (N,d), y (N,1), W1 (d,h), b1 (1,h), W2 (h,1), b2 (1,)."""
         def t(v: Any) -> torch.Tensor:
             return torch.tensor(_to_float(v), dtype=dtype, device=device)
 
@@ -85,7 +85,7 @@ class Problem:
 
 
 def load_problem(path: str | Path | None = None) -> Problem:
-    """Load a problem file, or the seed's problem when `path` is None.
+    """Load a problem file, or the assignment's problem when `path` is None.
 
     >>> p = load_problem(); (p.n, p.d, p.h), p.W1[1][0]
     ((4, 3, 2), Fraction(-3, 2))

@@ -1,12 +1,12 @@
-"""`SimpleMLP`: the seed's two-layer network as an `nn.Module`, with its own weights, autograd and GD.
+"""`SimpleMLP`: the assignment's two-layer network as an `nn.Module`, with its own weights, autograd and GD.
 
-Same constructor, method names and call shapes as the seed's example code, with its bugs fixed
+Same constructor, method names and call shapes as the assignment's example code, with its bugs fixed
 (docs/seed-errata.md):
 - activations are torch callables (or names), not NumPy functions, so autograd works;
-- `set_weights` accepts the seed's shapes W1 (d, h), b1 (1, h) or (h,), W2 (h, 1), b2 scalar;
+- `set_weights` accepts the assignment's shapes W1 (d, h), b1 (1, h) or (h,), W2 (h, 1), b2 scalar;
 - `compute_gradients` clears old gradients first, so calling it every epoch does not accumulate them,
   and it differentiates w.r.t. a copy of x instead of flipping `requires_grad` on the caller's tensor;
-- `gradient_descent` updates `self.fc1.weight` etc. (the seed writes `self.model.fc1_weight`).
+- `gradient_descent` updates `self.fc1.weight` etc. (the assignment writes `self.model.fc1_weight`).
 """
 
 from __future__ import annotations
