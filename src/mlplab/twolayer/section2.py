@@ -26,7 +26,7 @@ from mlplab.twolayer.losses import binary_cross_entropy_terms, mse_terms
 from mlplab.twolayer.problem import Problem
 
 LOSS_PAIRS = [("relu", "sigmoid"), ("sigmoid", "sigmoid")]
-"""The two (sigma_1, sigma_2) pairs of seed tasks 2.2 (4)-(5)."""
+"""The two (sigma_1, sigma_2) pairs of the assignment's tasks 2.2 (4)-(5)."""
 
 
 # --- tables (pure: problem in, Table out) --------------------------------------------------------------
@@ -64,7 +64,8 @@ def losses_tables(problem: Problem, pairs: list[tuple[str, str]] | None = None) 
 
 
 def b2_table(problem: Problem) -> Table:
-    """dL_MSE/db2 for every sigma_1 with sigma_2 = identity and sigmoid (seed tasks 8-10): formula and numbers."""
+    """dL_MSE/db2 for every sigma_1 with sigma_2 = identity and sigmoid (the assignment's tasks 8-10): formula and
+    numbers."""
     t = problem.tensors()
     rows = []
     for s2 in ("identity", "sigmoid"):
@@ -138,7 +139,7 @@ def run_descent(problem: Problem, out_dir: Path | None, activations: tuple[str, 
 
 def write_section2(problem: Problem, out_dir: Path, epochs: int = 1000, step_sizes: tuple[float, ...] = DEFAULT_STEPS,
                    log: Callable[[str], None] | None = None) -> list[Path]:
-    """Write every table, gradient check, descent curve and verdict of seed section 2 under `out_dir`; `log`
+    """Write every table, gradient check, descent curve and verdict of the assignment's section 2 under `out_dir`; `log`
     receives one line per part (default: stderr, so stdout stays clean for tables and JSON)."""
     say = log or _to_stderr
     ensure_dir(out_dir)
