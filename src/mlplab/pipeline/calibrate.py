@@ -60,19 +60,22 @@ def probe_run(config: Any, train: Any, test: Any, threads: int | None = None, bu
     and time one evaluation on `test`. Nothing is written; the global RNG state is restored afterwards."""
     import torch
 
-    from mlplab.mnist.train import EpochRunner, build_model, evaluate, make_optimizer
+    from mlplab.device import get_device
+    from mlplab.mnist.train import build_model, evaluate, make_epoch_runner, make_optimizer
 
     t = config.training
     before_threads, rng = torch.get_num_threads(), torch.get_rng_state()
     try:
         if threads is not None:
             torch.set_num_threads(threads)
+        dev = get_device(t.device)  # where the run will train: on CUDA its step is the graphed one
         torch.manual_seed(t.seed)
-        model = build_model(config)
+        model = build_model(config).to(dev)
         optimizer = make_optimizer(t.optimizer, model.parameters(), t.learning_rate)
-        generator = torch.Generator().manual_seed(t.seed)
+        generator = torch.Generator(device=dev).manual_seed(t.seed)
         n = min(len(train), t.batch_size * max_batches)
-        runner = EpochRunner(config, model, optimizer, train.images[:n], train.labels[:n], generator)
+        runner = make_epoch_runner(config, model, optimizer, train.images[:n].to(dev), train.labels[:n].to(dev),
+                                   generator)
         _, diverged = runner.run(1, max_batches=1)  # warm-up: lazy state, kernels, caches
         done, start = 0, time.perf_counter()
         while diverged is None and done < runner.num_batches - 1 and time.perf_counter() - start < budget_s:
@@ -81,7 +84,7 @@ def probe_run(config: Any, train: Any, test: Any, threads: int | None = None, bu
             done += k
         step_s = (time.perf_counter() - start) / max(done, 1)
         tick = time.perf_counter()
-        evaluate(model, test.images, test.labels, t.test_batch_size)
+        evaluate(model, test.images.to(dev), test.labels.to(dev), t.test_batch_size)
         eval_s = time.perf_counter() - tick
         return Probe(step_s=step_s, eval_s=eval_s, diverged=diverged is not None)
     finally:

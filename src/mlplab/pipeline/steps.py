@@ -190,10 +190,10 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> l
     names = list(settings.value("experiments") or ["all"])
     plans = sweep.plan_sweep(select_experiments(names), settings.mnist_dir, epochs=epochs)
     pending = [p for p in plans if p.state != "done"]
-    n_jobs, threads = sweep.choose_jobs(max(1, len(pending)), settings.jobs)
+    n_jobs, threads, gpu = sweep.schedule(pending, sweep.SweepOptions(), settings.jobs)
     factor = _calibration(settings.results_dir)
     cost = {p.name: RUN_OVERHEAD_S + factor * sweep.estimated_cost(p.config) for p in plans}
-    cost.update(_probed_costs(settings, pending, n_jobs, threads))
+    cost.update(_probed_costs(settings, pending, 1 if gpu else n_jobs, threads))  # one GPU: probed one by one
     # Runs side by side: each step's share of the wall time of the whole parallel batch, longest run first.
     wall = parallel_wall([cost[p.name] for p in pending], n_jobs)
     share = wall / max(sum(cost[p.name] for p in pending), 1e-9)
