@@ -107,13 +107,14 @@ def test_applies_only_to_cuda_and_the_manual_engine(monkeypatch):
     assert applies(model, optimizer, torch.device("cuda"), "manual")
     assert not applies(model, optimizer, torch.device("cuda"), "autograd")
     assert not applies(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cuda"), "manual")
+    assert not applies(model, optimizer, torch.device("cuda"), "manual", steps_per_epoch=10)  # batch 6400
     monkeypatch.setenv("MLPLAB_CUDA_GRAPHS", "0")
     assert not applies(model, optimizer, torch.device("cuda"), "manual")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_graphed_run_equals_the_eager_cuda_run(monkeypatch):
-    data = gaussian_clusters(330, D, 1, centre_seed=99, spread=1.5)
+    data = gaussian_clusters(2200, D, 1, centre_seed=99, spread=1.5)  # 69 batches: enough for the graphs
     config = resolve_config(overrides=[f"model.input_size={D}", "model.hidden_sizes=[16, 8]",
                                        "training.batch_size=32", "training.num_epochs=3", "training.device=cuda"])
     graphed = train_run(config, data, data, progress=False)

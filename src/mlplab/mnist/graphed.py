@@ -51,11 +51,20 @@ def _pieces(tensors: list[Any]) -> list[torch.Tensor]:
     return [piece for t in tensors for piece in t.detach().view(-1).split(_ADAM_PIECE)]
 
 
-def applies(model: Any, optimizer: torch.optim.Optimizer, device: torch.device, engine: str) -> bool:
+MIN_STEPS = 64  # batches per epoch below which the eager loop is kept (see `applies`)
+
+
+def applies(model: Any, optimizer: torch.optim.Optimizer, device: torch.device, engine: str,
+            steps_per_epoch: int = MIN_STEPS) -> bool:
     """Whether a run can use this epoch: the hand-written engine, Adam as torch's fused kernel, on CUDA (the
-    device-side logic also runs on a CPU, but there the compiled small-batch step and the eager loop are faster).
+    device-side logic also runs on a CPU, but there the compiled small-batch step and the eager loop are faster),
+    and at least MIN_STEPS batches per epoch. With few, large batches a step is not bound by launches, and
+    hashing a whole epoch's dropout flags up front (about 15 ms for MNIST on an H200) outweighs what the graph
+    saves: at batch 6400 (10 steps) the eager loop trained 5.6 M samples/s (an H200, 2026-11-27), this epoch
+    2.7 M (another H200, 2026-12-04; docs/mnist-training.md).
     `MLPLAB_CUDA_GRAPHS=0` turns it off."""
-    if os.environ.get("MLPLAB_CUDA_GRAPHS", "1") == "0" or device.type != "cuda" or engine != "manual":
+    if (os.environ.get("MLPLAB_CUDA_GRAPHS", "1") == "0" or device.type != "cuda" or engine != "manual"
+            or steps_per_epoch < MIN_STEPS):
         return False
     return plain_adam(optimizer) and bool(optimizer.param_groups[0].get("fused")) and hasattr(torch, "_fused_adam_")
 

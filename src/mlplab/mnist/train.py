@@ -236,7 +236,8 @@ def make_epoch_runner(config: Config, model: MLP, optimizer: torch.optim.Optimiz
                       allow_native: bool = True) -> EpochRunner | DeviceEpoch:
     """The step engine of a run, chosen once: on CUDA the device-counter epoch replayed as CUDA graphs
     (`mlplab.mnist.graphed`), elsewhere `EpochRunner` (the compiled small-batch step or torch kernels)."""
-    if graphed_applies(model, optimizer, X.device, config.training.engine):
+    if graphed_applies(model, optimizer, X.device, config.training.engine,
+                       math.ceil(len(y) / config.training.batch_size)):
         return DeviceEpoch(model, optimizer, X, y, generator, config.training.batch_size)
     return EpochRunner(config, model, optimizer, X, y, generator, allow_native=allow_native)
 
