@@ -41,9 +41,10 @@ from torch.utils.data import DataLoader, Dataset
 from mlplab.device import get_device
 from mlplab.mnist.config import resolve_config
 from mlplab.mnist.data import MEAN, STD, load_mnist
+from mlplab.mnist.epoch import make_epoch_runner
 from mlplab.mnist.model import MLP, count_parameters
 from mlplab.mnist.native_step import MAX_ROWS
-from mlplab.mnist.train import build_model, make_epoch_runner, make_optimizer
+from mlplab.mnist.train import build_model, make_optimizer
 from mlplab.tables import Table
 
 VARIANTS = ("tutorial", "tensor", "mlplab-torch", "mlplab")

@@ -9,8 +9,9 @@ import torch
 
 from clusters import gaussian_clusters
 from mlplab.mnist.config import resolve_config
+from mlplab.mnist.epoch import EpochRunner
 from mlplab.mnist.graphed import DeviceEpoch, applies, init_adam_state
-from mlplab.mnist.train import EpochRunner, build_model, make_optimizer, train_run
+from mlplab.mnist.train import build_model, make_optimizer, train_run
 
 D = 20
 

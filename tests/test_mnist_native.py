@@ -13,9 +13,10 @@ from mlplab.device import flush_denormals, flushing_denormals
 from mlplab.mnist import native_step
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.config import resolve_config
+from mlplab.mnist.epoch import EpochRunner
 from mlplab.mnist.model import MLP
 from mlplab.mnist.runstore import RunStore
-from mlplab.mnist.train import EpochRunner, make_optimizer, train_run
+from mlplab.mnist.train import make_optimizer, train_run
 
 pytestmark = pytest.mark.skipif(native_step.load() is None, reason="no C compiler here")
 D = 24
@@ -121,7 +122,7 @@ def test_trainer_uses_it_deterministically_and_resumes(tmp_path, monkeypatch):
     resumed = train_run(cfg(), TRAIN, TEST, RunStore(tmp_path / "r", figures=False), progress=False, resume=True)
     assert short["epochs_run"] == 2 and resumed["epochs_run"] == 3
     assert {k: resumed[k] for k in keys} == {k: first[k] for k in keys}
-    monkeypatch.setattr("mlplab.mnist.train.native_applies", lambda *a: False)
+    monkeypatch.setattr("mlplab.mnist.epoch.native_applies", lambda *a: False)
     torch_kernels = train_run(cfg(epochs=10), TRAIN, TEST, progress=False)
     monkeypatch.undo()
     native = train_run(cfg(epochs=10), TRAIN, TEST, progress=False)

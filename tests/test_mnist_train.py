@@ -205,7 +205,8 @@ def test_cli_json_last_line(tmp_path, monkeypatch, capsys):
 
 def test_fused_adam_shortcut_equals_optimizer_step():
     from mlplab.mnist.backprop import ManualBackprop
-    from mlplab.mnist.train import FusedAdamStep, make_optimizer
+    from mlplab.mnist.epoch import FusedAdamStep
+    from mlplab.mnist.train import make_optimizer
 
     config = cfg()
     models, optimizers = [], []
@@ -248,12 +249,12 @@ def test_cli_best_epoch_table(tmp_path, capsys):
 def test_same_run_with_and_without_the_c_kernels(monkeypatch):
     """MLPLAB_NATIVE=0 (or no compiler) draws the same dropout masks through the torch hash, so the run is the
     same one. Compared with a tolerance: the compiled step and torch's kernels round differently."""
-    from mlplab.mnist import dropout, train
+    from mlplab.mnist import dropout, epoch
 
     config = cfg("model.dropout_rate=0.3", epochs=3)
     with_c, _ = run(config)
     monkeypatch.setattr(dropout, "_load", lambda: None)
-    monkeypatch.setattr(train, "native_applies", lambda *args: False)
+    monkeypatch.setattr(epoch, "native_applies", lambda *args: False)
     without, _ = run(config)
     assert without["kernel"] == "torch"
     assert math.isclose(with_c["test_loss"], without["test_loss"], rel_tol=1e-4)
@@ -264,20 +265,20 @@ def test_run_killed_in_its_first_epoch_resumes_with_its_thread_count(tmp_path, m
     """The epoch-0 checkpoint records the thread count, so a run interrupted before its first epoch ends goes on
     with the count it started with (not the one the resuming process was given) and ends where an uninterrupted
     run ends, bit for bit (same kernels, same count)."""
-    from mlplab.mnist import train as train_module
+    from mlplab.mnist import epoch as epoch_module
 
     config = cfg("model.dropout_rate=0.2", epochs=2)
     reference, _ = run(config, threads=2)
-    original = train_module.EpochRunner.run
+    original = epoch_module.EpochRunner.run
 
     def interrupted(self, *args, **kwargs):
         original(self, *args, max_batches=3)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module.EpochRunner, "run", interrupted)
+    monkeypatch.setattr(epoch_module.EpochRunner, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(config, tmp_path, threads=2)
-    monkeypatch.setattr(train_module.EpochRunner, "run", original)
+    monkeypatch.setattr(epoch_module.EpochRunner, "run", original)
     resumed, _ = run(config, tmp_path, resume=True, threads=1)
     assert resumed["threads"] == 2
     assert {k: v for k, v in resumed.items() if "time" not in k} == \

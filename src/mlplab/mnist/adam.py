@@ -1,7 +1,7 @@
 """What the trainer's two shortcuts around `torch.optim.Adam.step()` share: which Adam they can stand in for,
 and its step counters as views of one tensor.
 
-Both shortcuts (`train.FusedAdamStep`, torch's fused kernel called directly, and `native_step.NativeStep`, the
+Both shortcuts (`epoch.FusedAdamStep`, torch's fused kernel called directly, and `native_step.NativeStep`, the
 compiled small-batch step) update the optimizer's own state tensors, so its state dict, checkpoints and resume
 are those of `optimizer.step()`.
 """

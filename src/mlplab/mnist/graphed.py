@@ -82,7 +82,7 @@ def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 class DeviceEpoch:
-    """`train.EpochRunner`'s interface (`run`, `num_batches`, `kernel`) for the device-counter step.
+    """`epoch.EpochRunner`'s interface (`run`, `num_batches`, `kernel`) for the device-counter step.
 
     `capture=None` captures CUDA graphs on CUDA and runs eagerly elsewhere. The model and the optimizer's state
     are updated in place (a graph holds their addresses): load checkpoints before building this object.

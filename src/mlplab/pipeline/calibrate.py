@@ -61,7 +61,8 @@ def probe_run(config: Any, train: Any, test: Any, threads: int | None = None, bu
     import torch
 
     from mlplab.device import get_device
-    from mlplab.mnist.train import build_model, evaluate, make_epoch_runner, make_optimizer
+    from mlplab.mnist.epoch import make_epoch_runner
+    from mlplab.mnist.train import build_model, evaluate, make_optimizer
 
     t = config.training
     before_threads, rng = torch.get_num_threads(), torch.get_rng_state()
