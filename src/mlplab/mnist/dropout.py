@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from mlplab.cbuild import build
+from mlplab.native.loader import build
 
 C_SOURCE = r"""
 #include <stdint.h>

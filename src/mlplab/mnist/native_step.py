@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from mlplab.cbuild import build
+from mlplab.native.loader import build
 from mlplab.mnist.adam import plain_adam, shared_step_counter
 from mlplab.mnist.dropout import DropoutStream
 from mlplab.mnist.model import MLP

@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from mlplab.cbuild import build
+from mlplab.native.loader import build
 from mlplab.stream.native_c import C_SOURCE
 from mlplab.stream.summary import EXACT_BLOCK_ROWS
 

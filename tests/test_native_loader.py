@@ -6,7 +6,7 @@ import ctypes
 
 import pytest
 
-from mlplab import cbuild
+from mlplab.native import loader as cbuild
 
 SOURCE = "int add_one(int x) { return x + 1; }\n"
 needs_cc = pytest.mark.skipif(cbuild.compiler() is None, reason="no C compiler here")
