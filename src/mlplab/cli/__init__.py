@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "mlplab.cli.stream",
     "mlplab.cli.reproduce",
     "mlplab.cli.instructor",
+    "mlplab.cli.doctor",
 )
 
 
