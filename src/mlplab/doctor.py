@@ -101,9 +101,7 @@ def diagnose(data_dir: Path | None = None, *, strict: bool = False) -> Diagnosis
     """
     problems: list[str] = []
     device = _device(problems)
-    for kernel in KERNELS:
-        kernel.load()
-    kernels = {k.name: loader.status().get(k.name, "torch: not asked for") for k in KERNELS}
+    kernels = {k.name: _kernel_status(k) for k in KERNELS}
     on_torch = [f"{name} runs on torch ({why.removeprefix('torch: ')})"
                 for name, why in kernels.items() if why != "native"]
     folder = data_dir if data_dir is not None else default_data_dir()
@@ -120,6 +118,14 @@ def diagnose(data_dir: Path | None = None, *, strict: bool = False) -> Diagnosis
         diagnosis.notes.append(f"{missing} of {len(data)} MNIST files are not in {folder}: `mlplab data fetch{where}` "
                                "gets them (`mlplab reproduce` fetches them when needed)")
     return diagnosis
+
+
+def _kernel_status(kernel: Kernel) -> str:
+    """"native" when the kernel loads, else the loader's reason (the load itself is cached by its user)."""
+    if kernel.load() is not None:
+        return "native"
+    said = loader.status().get(kernel.name, "")
+    return said if said.startswith("torch: ") else "torch: it did not load (no reason recorded in this process)"
 
 
 def _versions() -> dict[str, str]:
