@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: install dev test lint typecheck reproduce quick bench clean
+.PHONY: install dev test lint typecheck reproduce quick bench clean constraints wheel-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,34 @@ reproduce: install
 
 quick: install
 	$(VENV)/bin/mlplab reproduce --quick
+
+# constraints.txt pins every package `.[dev]` installs: pip-compile (pip-tools) resolves pyproject.toml's ranges,
+# keeping the pins already in the file (delete a line, or the file, to move a package on). Two edits after it:
+# the project's own line goes (the dev extra names mlplab[dask,...], an extra of itself), and torch is pinned
+# without its local label (+cpu), so the pin holds wherever the CPU wheel comes from.
+constraints: | $(PY)
+	$(PIP) pip-tools==7.7.0
+	CUSTOM_COMPILE_COMMAND="make constraints" $(PY) -m piptools compile -q --extra dev --strip-extras \
+		--no-emit-index-url --no-emit-find-links --annotation-style line -o constraints.txt pyproject.toml
+	sed -e '/^mlplab @ /d' -e 's/^\(torch==[0-9.]*\)+cpu/\1    /' constraints.txt > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+
+# The package as users get it: build the wheel, install it into a clean venv (pinned by constraints.txt, downloads
+# from pip's cache) and run it from a folder outside the checkout, with an empty kernel cache. A C file or data
+# file left out of the wheel then fails here (`doctor --strict`: a kernel on torch is an error) instead of
+# silently running the slow path. CI runs it after `make test`.
+WHEEL_CHECK ?= $(or $(TMPDIR),/tmp)/mlplab-wheel-check
+wheel-check: | $(PY)
+	rm -rf "$(WHEEL_CHECK)" && mkdir -p "$(WHEEL_CHECK)/tree"
+	cp -R pyproject.toml README.md src "$(WHEEL_CHECK)/tree/"
+	rm -rf "$(WHEEL_CHECK)"/tree/src/*.egg-info  # stale build metadata lists files the package data may no longer name
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w "$(WHEEL_CHECK)/dist" "$(WHEEL_CHECK)/tree"
+	$(PYTHON) -m venv "$(WHEEL_CHECK)/venv"
+	"$(WHEEL_CHECK)/venv/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt \
+		"$(WHEEL_CHECK)"/dist/mlplab-*.whl
+	cd "$(WHEEL_CHECK)" && MLPLAB_CACHE="$(WHEEL_CHECK)/cache" venv/bin/mlplab doctor --strict
+	cd "$(WHEEL_CHECK)" && MLPLAB_CACHE="$(WHEEL_CHECK)/cache" venv/bin/mlplab reproduce --tiny --no-progress \
+		--results run/results --report run/report
 
 clean:
 	rm -rf results report/build .pytest_cache .mypy_cache .ruff_cache

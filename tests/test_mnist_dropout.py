@@ -10,7 +10,7 @@ import torch
 
 from mlplab.mnist import dropout
 
-needs_c = pytest.mark.skipif(dropout._load() is None, reason="no C compiler here")
+needs_c = pytest.mark.skipif(dropout.load() is None, reason="no C compiler here")
 M32 = 0xFFFFFFFF
 
 
@@ -96,7 +96,7 @@ def test_stream_without_the_c_kernel_gives_the_same_masks(monkeypatch):
     masks = [torch.empty(64, 16), torch.empty(7, 16, dtype=torch.float64)]
     for m in masks:
         with_c.fill(m)
-    monkeypatch.setattr(dropout, "_load", lambda: None)  # as with MLPLAB_NATIVE=0 or no compiler
+    monkeypatch.setattr(dropout, "load", lambda: None)  # as with MLPLAB_NATIVE=0 or no compiler
     without = dropout.DropoutStream(torch.Generator().manual_seed(5), 0.25)
     assert not without.native
     again = [torch.empty(64, 16), torch.empty(7, 16, dtype=torch.float64)]
@@ -127,7 +127,7 @@ def test_mlplab_native_0_gives_the_same_run(tmp_path):
                                            "model.dropout_rate=0.3", "training.num_epochs=3", "training.device=cpu"])
         s = train_run(config, gaussian_clusters(400, 20, 1, 99), gaussian_clusters(100, 20, 2, 99), None,
                       progress=False, threads=1)
-        print(json.dumps({"c": dropout._load() is not None, **{k: v for k, v in s.items() if "time" not in k}}))
+        print(json.dumps({"c": dropout.load() is not None, **{k: v for k, v in s.items() if "time" not in k}}))
     """
     runs = []
     for native in ("1", "0"):

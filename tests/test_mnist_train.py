@@ -253,7 +253,7 @@ def test_same_run_with_and_without_the_c_kernels(monkeypatch):
 
     config = cfg("model.dropout_rate=0.3", epochs=3)
     with_c, _ = run(config)
-    monkeypatch.setattr(dropout, "_load", lambda: None)
+    monkeypatch.setattr(dropout, "load", lambda: None)
     monkeypatch.setattr(epoch, "native_applies", lambda *args: False)
     without, _ = run(config)
     assert without["kernel"] == "torch"

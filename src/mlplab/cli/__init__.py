@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlplab import __version__
-from mlplab.cli import backward, data, forward, instructor, mnist, reproduce, stream
+from mlplab.cli import backward, data, doctor, forward, instructor, mnist, reproduce, stream
 from mlplab.errors import MlplabError
 
-COMMAND_MODULES = (forward, backward, data, mnist, stream, reproduce, instructor)
+COMMAND_MODULES = (forward, backward, data, mnist, stream, reproduce, instructor, doctor)
 """Each adds its subcommands with `register`, in this order (the order of `mlplab --help`)."""
 
 

@@ -10,9 +10,10 @@ Philox generator GPUs use: unit e of the epoch's stream is kept when
 the same 24-bit uniform resolution as torch's float `uniform_`. `key` is drawn from the run's torch generator
 at the start of each epoch and e counts the mask entries drawn since, so a run is reproducible from its seed
 and resumes exactly from a checkpoint (which holds the generator's state). Each entry costs a few
-instructions, eight at a time (AVX2). Where the C kernel is absent (no compiler, MLPLAB_NATIVE=0, macOS) or the
-mask lives on a GPU, the same hash runs as torch integer operations (`keep_mask_torch`), bit for bit the same
-flags (tests/test_mnist_dropout.py), so a seed gives the same masks on every machine.
+instructions, eight at a time (AVX2; mlplab/native/csrc/dropout_keep.c). Where the C kernel is absent (no
+compiler, MLPLAB_NATIVE=0, macOS) or the mask lives on a GPU, the same hash runs as torch integer operations
+(`keep_mask_torch`), bit for bit the same flags (tests/test_mnist_dropout.py), so a seed gives the same masks on
+every machine.
 """
 
 from __future__ import annotations
@@ -23,38 +24,13 @@ from typing import Any
 
 import torch
 
-from mlplab.cbuild import build
-
-C_SOURCE = r"""
-#include <stdint.h>
-static inline uint32_t lowbias32(uint32_t x) {  /* C. Wellons' 32-bit integer hash (xorshift-multiply) */
-    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
-    return x;
-}
-/* out[e] = 1.0f if unit counter + e is kept (its 24-bit uniform >= p), else 0.0f, e < count */
-void dropout_keep(uint64_t key, uint64_t counter, int64_t count, float p, float *restrict out) {
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    double t = (double)p * 16777216.0;
-    uint32_t threshold = (uint32_t)t + ((double)(uint32_t)t < t);  /* ceil(p * 2^24): u >= p <=> x >= it */
-    for (int64_t e = 0; e < count;) {  /* runs where the counter's high word is constant (a vector loop) */
-        uint64_t i0 = counter + (uint64_t)e;
-        uint32_t lo = (uint32_t)i0, k1h = k1 ^ ((uint32_t)(i0 >> 32) * 0x9e3779b9u);
-        int64_t run = count - e, room = (int64_t)(0x100000000ull - lo);
-        run = run < room ? run : room;
-        float *o = out + e;
-        for (int64_t r = 0; r < run; r++) {
-            uint32_t x = lowbias32(lowbias32((lo + (uint32_t)r) ^ k0) ^ k1h);
-            o[r] = (x >> 8) >= threshold ? 1.0f : 0.0f;
-        }
-        e += run;
-    }
-}
-"""
+from mlplab.native.loader import build
 
 
 @lru_cache(maxsize=1)
-def _load() -> Any:
-    lib = build(C_SOURCE, "dropout_keep", [])
+def load() -> Any:
+    """The C function `dropout_keep` (mlplab/native/csrc/dropout_keep.c); None where it cannot be built here."""
+    lib = build("dropout_keep.c", "dropout_keep")
     if lib is None:
         return None
     fn = lib.dropout_keep
@@ -65,7 +41,7 @@ def _load() -> Any:
 
 def keep_mask(key: int, counter: int, p: float, out: torch.Tensor) -> None:
     """Fill `out` (contiguous float32, CPU) with the 0/1 keep flags of entries counter.. of stream `key`."""
-    fn = _load()
+    fn = load()
     assert fn is not None and out.is_contiguous() and out.dtype == torch.float32 and out.device.type == "cpu"
     fn(key, counter, out.numel(), p, out.data_ptr())
 
@@ -124,7 +100,7 @@ class DropoutStream:
 
     def __init__(self, generator: torch.Generator, p: float) -> None:
         self.generator, self.p = generator, float(p)
-        self.native = generator.device.type == "cpu" and _load() is not None
+        self.native = generator.device.type == "cpu" and load() is not None
         self.kind = "counter-hash"  # C kernel or torch integer ops: the same flags
         self.key: int | None = None
         self.counter = 0

@@ -125,10 +125,10 @@ def build_steps(settings: Settings, log: Callable[[str], None], report_step: Cal
 
 
 def source_digest() -> str:
-    """A short hash of mlplab's Python source, so steps computed by older code are not taken as finished."""
+    """A short hash of mlplab's source (Python and C), so steps computed by older code are not taken as finished."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".h")):
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

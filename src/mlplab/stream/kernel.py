@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from mlplab.errors import MlplabError
-from mlplab.stream.native import NativeKernel, NativePool, Stats, load_native, units_from_isums
+from mlplab.native.loader import status
+from mlplab.stream.native import NativeKernel, NativePool, Stats, kernel_name, load_native, units_from_isums
 from mlplab.stream.summary import (
     EXACT_BLOCK_ROWS,
     Summary,
@@ -129,8 +130,9 @@ class ChunkKernel:
         if self.device.type == "cpu" and kernel != "torch":
             self.native = load_native(net.d, net.h, net.act1, net.act2)
             if self.native is None and kernel == "native":
-                raise MlplabError("the native kernel could not be compiled here (no C compiler?)",
-                                  hint="use --kernel torch or set CC")
+                why = status().get(kernel_name(net.d, net.h, net.act1, net.act2), "torch: unknown")
+                raise MlplabError(f"the native kernel could not be built here ({why.removeprefix('torch: ')})",
+                                  hint="use --kernel torch or set CC; `mlplab doctor` shows every kernel")
         self.name = "native" if self.native is not None else f"torch-{self.device.type}"
         self._staging: torch.Tensor | None = None  # page-locked input copy, for unpinned chunks on CUDA
         self._y_host: torch.Tensor | None = None  # page-locked y_hat coming back

@@ -1,12 +1,12 @@
 """An optional compiled kernel: the whole d-h-1 forward and the summary statistics in one pass over a chunk.
 
 Torch runs the network op by op (matmul, add, activation, ...), each op a full pass over memory; for a
-3-2-1 network that is far slower than reading the data. The small C kernel in `native_c.py`, specialised for
-(d, h, sigma_1, sigma_2) at compile time, works through each chunk in cache-sized blocks, 8 rows per AVX2
-instruction (a plain loop where AVX2/FMA are missing). It is built on first use with the system C compiler
-(`$CC`, else `cc`) into a per-user cache and loaded with ctypes (which releases the GIL). `NativePool` runs
-it on C worker threads that take parts of the submitted chunks, so no Python runs between parts. No
-compiler: `load_native` returns None and the torch kernel is used.
+3-2-1 network that is far slower than reading the data. The small C kernel `mlplab/native/csrc/stream_kernel.c`,
+specialised for (d, h, sigma_1, sigma_2) at compile time (-D macros), works through each chunk in cache-sized
+blocks, 8 rows per AVX2 instruction (a plain loop where AVX2/FMA are missing). It is built on first use with the
+system C compiler (`$CC`, else `cc`) into a per-user cache and loaded with ctypes (which releases the GIL).
+`NativePool` runs it on C worker threads that take parts of the submitted chunks, so no Python runs between
+parts. No compiler: `load_native` returns None and the torch kernel is used.
 
 Statistics are computed exactly as `summary.summarize_y` defines them (tests compare the two bit for bit):
 finiteness, min/max, positives, the histogram against the float32 edges, and the sum exact, as int64
@@ -22,12 +22,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from mlplab.cbuild import build
-from mlplab.stream.native_c import C_SOURCE
+from mlplab.native.loader import build
 from mlplab.stream.summary import EXACT_BLOCK_ROWS
 
 ACT_CODES = {"identity": 0, "relu": 1, "sigmoid": 2}
-N_ISUMS = 18  # int64 counts of 2**(16p - 150), p < 18 (see mlp_chunk in native_c.py)
+N_ISUMS = 18  # int64 counts of 2**(16p - 150), p < 18 (see mlp_chunk in stream_kernel.c)
 SUB_ROWS = 1 << 17  # rows a pool worker takes at a time (1.5 MB of 3 float32 columns)
 
 
@@ -78,7 +77,7 @@ class NativeKernel:
 
 
 class NativePool:
-    """`threads` C worker threads that run the kernel over submitted chunks (see `pool_new` in native_c.py).
+    """`threads` C worker threads that run the kernel over submitted chunks (see `pool_new` in stream_kernel.c).
 
     `submit(X, y)` queues a chunk and returns a function that waits for its statistics (counts, isums,
     minmax, hist, as `NativeKernel.__call__` gives them). Up to 4 chunks may be unfinished at a time. The
@@ -133,13 +132,18 @@ def units_from_isums(isums: np.ndarray) -> int:
     return total >> 1
 
 
+def kernel_name(d: int, h: int, act1: str, act2: str) -> str:
+    """The name of the kernel for this network, as the loader's `status()` and its cache files give it."""
+    return f"mlp_{d}x{h}_{act1}_{act2}"
+
+
 @lru_cache(maxsize=32)
 def load_native(d: int, h: int, act1: str, act2: str) -> NativeKernel | None:
     """Compile (once, cached on disk) and load the kernel for this network; None if impossible here.
 
     Set MLPLAB_NATIVE=0 to switch it off.
     """
-    defines = [f"-DD={d}", f"-DH={h}", f"-DA1={ACT_CODES[act1]}", f"-DA2={ACT_CODES[act2]}"]
+    macros = {"D": d, "H": h, "A1": ACT_CODES[act1], "A2": ACT_CODES[act2]}
     # libmvec holds the vector expf of the portable (non-AVX2) loop
-    lib = build(C_SOURCE, f"mlp_{d}x{h}_{act1}_{act2}", defines, libs=("-lmvec", "-lm"))
+    lib = build("stream_kernel.c", kernel_name(d, h, act1, act2), macros, libs=("-lmvec", "-lm"))
     return NativeKernel(lib) if lib is not None else None

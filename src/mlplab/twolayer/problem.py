@@ -91,7 +91,7 @@ def load_problem(path: str | Path | None = None) -> Problem:
     ((4, 3, 2), Fraction(-3, 2))
     """
     if path is None:
-        text = resources.files("mlplab").joinpath("data", SEED_PROBLEM).read_text()
+        text = (resources.files("mlplab") / "data" / SEED_PROBLEM).read_text()  # one name per step: Python 3.10
         source = "the built-in problem of the assignment"
     else:
         try:

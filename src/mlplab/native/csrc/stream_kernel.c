@@ -1,33 +1,35 @@
-"""The C source of the native chunk kernel (compiled and loaded by `native.py`).
+/* The native chunk kernel of the streaming forward pass (loaded by mlplab/stream/native.py).
 
-Per block of 4096 rows (X, y_hat and the block's counts stay in L1/L2 cache):
+   Per block of 4096 rows (X, y_hat and the block's counts stay in L1/L2 cache):
 
-* `forward_block`: y_hat, 8 rows per AVX2 instruction (rows de-interleaved with blends and one permute per
-  input), sigmoid from an inline exp (Cephes' polynomial, Estrin's scheme) and an IEEE division, so the
-  same bits come out on every FMA-capable x86 machine. A NaN or inf input shows in the first hidden unit's
-  pre-activation (a multiply-add of every input), checked by one integer max per 8 rows.
-* `stats_loop`: one pass over the block's y_hat for min, max, positives, the histogram and the exact sum.
-  The histogram class comes straight from floor(y * nb / (hi - lo) + offset); the map is monotone, so
-  checking it at each float32 edge and just below it proves it right for every float32; the (few) edges it
-  gets wrong are counted by comparisons. `class_ge` then packs the block's classes into bytes, 32 to a
-  vector, and counts #(class >= k) with byte compares: fewer instructions than a table increment per row.
-  The exact sum splits each y_hat, in float64, into three parts that are multiples of 2**S, 2**(S - 41)
-  and 2**(S - 82), S set from the previous block's largest |y_hat|; each part's per-block float64 sum
-  cannot round, and is then added to int64 counts of 2**(16p - 150).
-* Blocks the fast path cannot vouch for (a non-finite input or y_hat, the last partial block of a call, a
-  y_hat outside the sum's window) are redone by `exact_stats`: comparisons with every edge and float64 sums
-  per exponent bucket, the way the portable (non-AVX2) build does every block.
+   * `forward_block`: y_hat, 8 rows per AVX2 instruction (rows de-interleaved with blends and one permute per
+     input), sigmoid from an inline exp (Cephes' polynomial, Estrin's scheme) and an IEEE division, so the
+     same bits come out on every FMA-capable x86 machine. A NaN or inf input shows in the first hidden unit's
+     pre-activation (a multiply-add of every input), checked by one integer max per 8 rows.
+   * `stats_loop`: one pass over the block's y_hat for min, max, positives, the histogram and the exact sum.
+     The histogram class comes straight from floor(y * nb / (hi - lo) + offset); the map is monotone, so
+     checking it at each float32 edge and just below it proves it right for every float32; the (few) edges it
+     gets wrong are counted by comparisons. `class_ge` then packs the block's classes into bytes, 32 to a
+     vector, and counts #(class >= k) with byte compares: fewer instructions than a table increment per row.
+     The exact sum splits each y_hat, in float64, into three parts that are multiples of 2**S, 2**(S - 41)
+     and 2**(S - 82), S set from the previous block's largest |y_hat|; each part's per-block float64 sum
+     cannot round, and is then added to int64 counts of 2**(16p - 150).
+   * Blocks the fast path cannot vouch for (a non-finite input or y_hat, the last partial block of a call, a
+     y_hat outside the sum's window) are redone by `exact_stats`: comparisons with every edge and float64 sums
+     per exponent bucket, the way the portable (non-AVX2) build does every block.
 
-Tested bit for bit against `summary.summarize_y` (tests/test_stream_kernel.py).
-"""
-
-C_SOURCE = r"""
+   Tested bit for bit against `summary.summarize_y` (tests/test_stream_kernel.py). */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 /* D, H, A1, A2 come from -D flags: inputs, hidden units, activation codes (0 identity, 1 relu, 2 sigmoid). */
+#if !defined(D) || !defined(H) || !defined(A1) || !defined(A2)
+#error "compile with -DD=<inputs> -DH=<hidden units> -DA1=<code> -DA2=<code> (see load_native in stream/native.py)"
+#elif A1 < 0 || A1 > 2 || A2 < 0 || A2 > 2
+#error "A1 and A2 are activation codes: 0 identity, 1 relu, 2 sigmoid"
+#endif
 #define EXPMASK 0x7f800000u
 #define BLOCK 4096 /* rows per block: X, y and the per-block counts stay in L1/L2 */
 typedef float v8f __attribute__((vector_size(32)));
@@ -748,4 +750,3 @@ void pool_free(pool *pl) {
     pthread_cond_destroy(&pl->fin);
     free(pl);
 }
-"""
