@@ -37,7 +37,7 @@ def register(mnist_sub: Any) -> None:
                                          "recorded and the sweep goes on.")
     p.add_argument("names", nargs="+", metavar="NAME", help=f"{names}, or all")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="runs at once (default: one per CPU core, one thread each)")
+                   help="runs at once (default: one per CPU core, one thread each; on CUDA all of them, in threads)")
     _add_run_flags(p)
     p.set_defaults(func=_cmd_sweep)
 
