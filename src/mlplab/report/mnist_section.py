@@ -115,26 +115,37 @@ def _training_configuration(runs: MnistRuns, code: Listings, done: int) -> list[
             answer(am.overfitting_answer(base, runs.rows.get("baseline", []), asked)),
             code.show("mlplab.mnist.best_epoch", "overfitting_onset")
             + code.show("mlplab.mnist.best_epoch", "stop_epoch"),
-            question("3.1 (3)", "Batch sizes 6 and 6400"),
-            answer("Both runs trained with every other setting at the baseline's values; their curves are in the "
-                   "figure below, beside the baseline's."),
-            runs.figure("batch_size", _COMPARED["batch_size"][0], done),
-            question("3.1 (4)", "Learning curves and best epochs for $B \\in \\{6, 64, 6400\\}$"),
-            answer(am.best_epoch_list(_COMPARED["batch_size"][1], s) + am.reduced_note(done, asked)),
-            runs.table("batch_size", "batch size", done),
-            question("3.1 (5)", "The best batch size"),
-            answer(am.batch_answer((("batch6", "$B = 6$", 6), ("baseline", "$B = 64$", 64),
-                                    ("batch6400", "$B = 6400$", 6400)), s, N_TRAIN) + am.reduced_note(done, asked)),
-            question("3.1 (6)", "Learning rates 1 and 0.00001"),
-            answer("Divergence is a batch loss that is NaN or above $10^3$; the trainer then stops the run and records "
-                   "the epoch and batch. The curves are in the figure below."),
-            runs.figure("learning_rate", _COMPARED["learning_rate"][0], done),
-            question("3.1 (7)", "Learning curves and best epochs for $\\eta \\in \\{1, 0.001, 0.00001\\}$"),
-            answer(am.best_epoch_list(_COMPARED["learning_rate"][1], s) + am.reduced_note(done, asked)),
-            runs.table("learning_rate", "learning rate", done),
-            question("3.1 (8)", "The best learning rate"),
-            answer(am.lr_answer((("lr1", "$\\eta = 1$", 1.0), ("baseline", "$\\eta = 0.001$", 1e-3),
-                                 ("lr0.00001", "$\\eta = 0.00001$", 1e-5)), s) + am.reduced_note(done, asked))]
+            *_one_setting_varied(runs, done, "batch_size", first=3,
+                                 titles=("Batch sizes 6 and 6400",
+                                         "Learning curves and best epochs for $B \\in \\{6, 64, 6400\\}$",
+                                         "The best batch size"),
+                                 runs_answer="Both runs trained with every other setting at the baseline's values; "
+                                             "their curves are in the figure below, beside the baseline's.",
+                                 best_answer=am.batch_answer((("batch6", "$B = 6$", 6), ("baseline", "$B = 64$", 64),
+                                                              ("batch6400", "$B = 6400$", 6400)), s, N_TRAIN)),
+            *_one_setting_varied(runs, done, "learning_rate", first=6,
+                                 titles=("Learning rates 1 and 0.00001",
+                                         "Learning curves and best epochs for "
+                                         "$\\eta \\in \\{1, 0.001, 0.00001\\}$",
+                                         "The best learning rate"),
+                                 runs_answer="Divergence is a batch loss that is NaN or above $10^3$; the trainer "
+                                             "then stops the run and records the epoch and batch. The curves are in "
+                                             "the figure below.",
+                                 best_answer=am.lr_answer((("lr1", "$\\eta = 1$", 1.0),
+                                                           ("baseline", "$\\eta = 0.001$", 1e-3),
+                                                           ("lr0.00001", "$\\eta = 0.00001$", 1e-5)), s))]
+
+
+def _one_setting_varied(runs: MnistRuns, done: int, name: str, first: int, titles: tuple[str, str, str],
+                        runs_answer: str, best_answer: str) -> list[str]:
+    """Three questions on one setting varied (comparison `name`): the runs and their curves, their best epochs
+    and table, and the best value; numbered from `first`."""
+    title, labelled = _COMPARED[name]
+    reduced = am.reduced_note(done, ASKED_EPOCHS)
+    return [question(f"3.1 ({first})", titles[0]), answer(runs_answer), runs.figure(name, title, done),
+            question(f"3.1 ({first + 1})", titles[1]), answer(am.best_epoch_list(labelled, runs.summaries) + reduced),
+            runs.table(name, title.lower(), done), question(f"3.1 ({first + 2})", titles[2]),
+            answer(best_answer + reduced)]
 
 
 def _model_configuration(runs: MnistRuns, code: Listings, done: int) -> list[str]:
