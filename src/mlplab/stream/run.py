@@ -36,7 +36,8 @@ from mlplab.twolayer.problem import Problem, load_problem
 class StreamOptions:
     """How `run_stream` runs: the network, the chunks and shards, the output folder, the engine, the summary.
 
-    Each field is the `mlplab stream` flag of the same name, with the same default.
+    The fields are the flags of `mlplab stream` (`--chunk-rows` is `chunk_rows`, `--no-progress` is
+    `progress=False`) with the same defaults; `activations`, which the command requires, is (ReLU, sigmoid) here.
 
     >>> StreamOptions(activations="sigmoid,sigmoid", chunk_rows=4096).shard_rows
     16777216
