@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlplab.stream import run_stream
+from mlplab.stream import StreamOptions, run_stream
 from mlplab.stream.run import default_threads
 from mlplab.stream.sources import open_source, parse_count
 
@@ -79,7 +79,7 @@ def roofline_mmap(path: Path, chunk_rows: int) -> float:
 
 
 def engine(source: str, chunk_rows: int, **kw: object) -> float:
-    r = run_stream(source, ACTS, chunk_rows=chunk_rows, progress=False, **kw)  # type: ignore[arg-type]
+    r = run_stream(source, StreamOptions(activations=ACTS, chunk_rows=chunk_rows, progress=False, **kw))  # type: ignore[arg-type]
     return r.rows_per_s
 
 
@@ -97,8 +97,9 @@ def interleaved(fns, repeats: int, before=None) -> list[list[float]]:  # type: i
 
 def peak_rss_mb(n: int, chunk_rows: int) -> float:
     # VmHWM of the child's own address space (ru_maxrss would carry over the parent's peak across exec)
-    code = ("from mlplab.stream import run_stream; "
-            f"r = run_stream('synthetic:{n}', '{ACTS}', chunk_rows={chunk_rows}, progress=False); "
+    code = ("from mlplab.stream import StreamOptions, run_stream; "
+            f"r = run_stream('synthetic:{n}', StreamOptions(activations='{ACTS}', chunk_rows={chunk_rows}, "
+            "progress=False)); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
@@ -181,9 +182,9 @@ def main() -> None:
                 ready.append(time.perf_counter())
 
             last: list[float] = []
-            r = run_stream(str(path), ACTS, chunk_rows=chunk, shard_rows=shard, engine="dask", workers=w,
-                           progress=False, on_client=warm_up,
-                           on_shard=lambda _i, _s, last=last: last.append(time.perf_counter()))
+            r = run_stream(str(path), StreamOptions(activations=ACTS, chunk_rows=chunk, shard_rows=shard,
+                                                    engine="dask", workers=w, progress=False),
+                           on_client=warm_up, on_shard=lambda _i, _s, last=last: last.append(time.perf_counter()))
             wall = time.perf_counter() - t0  # includes starting and closing the cluster
             after_start = r.summary.rows / (last[-1] - ready[0])  # cluster up -> last shard back
             res["dask"][f"workers_{w}"] = {"rows_per_s_after_start": after_start, "wall_s": wall,  # type: ignore[index]

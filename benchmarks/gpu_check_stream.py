@@ -22,7 +22,7 @@ import torch
 
 import mlplab
 from bench_stream import write_synthetic_npy
-from mlplab.stream import run_stream
+from mlplab.stream import StreamOptions, run_stream
 from mlplab.stream.run import default_threads
 from mlplab.stream.sources import open_source, parse_count
 from mlplab.stream.summary import default_edges, summarize_y
@@ -48,8 +48,9 @@ def main() -> None:
         X64 = torch.from_numpy(X).double()
         for a1, a2 in activation_pairs():
             out = Path(tmp) / f"{a1}-{a2}"
-            r = run_stream(str(small), (a1, a2), chunk_rows=30_000, shard_rows=50_000, out=out, device=dev,
-                           write_predictions=True, nonfinite="skip", progress=False)
+            r = run_stream(str(small), StreamOptions(activations=(a1, a2), chunk_rows=30_000, shard_rows=50_000,
+                                                     out=out, device=dev, write_predictions=True, nonfinite="skip",
+                                                     progress=False))
             y = np.concatenate([np.load(p) for p in sorted((out / "shards").glob("*.npy"))])
             ref = mlplab.forward(X64, a1, t["W1"], t["b1"], a2, t["W2"], t["b2"]).y_hat.reshape(-1)
             scale = 1 + (X64.abs() @ t["W1"].abs() + t["b1"].abs()) @ t["W2"].abs().reshape(-1) + t["b2"].abs()
@@ -59,7 +60,8 @@ def main() -> None:
             assert np.isnan(y[17]) and r.summary.nonfinite_rows == 1 and r.summary.first_nonfinite_row == 17
             bad = ~np.isfinite(X).all(axis=1)
             assert r.summary == summarize_y(y, default_edges(a2), bad), (a1, a2)
-            cpu = run_stream(str(small), (a1, a2), chunk_rows=30_000, nonfinite="skip", progress=False)
+            cpu = run_stream(str(small), StreamOptions(activations=(a1, a2), chunk_rows=30_000, nonfinite="skip",
+                                                       progress=False))
             print(f"  {a1:8s} {a2:8s} {dev} ok; |mean {dev} - mean cpu {cpu.kernel}| = "
                   f"{abs(r.summary.mean_y_hat - cpu.summary.mean_y_hat):.2e}")
         rows = parse_count(args.rows)
@@ -85,7 +87,8 @@ def main() -> None:
         default = default_threads()  # run_stream's thread count when none is given
         for name, kw in ((dev, {"device": dev}), ("cpu 1 thread", {"threads": 1}),
                          (f"cpu {default} threads (the default)", {})):
-            res[name] = max(run_stream(str(big), "relu,sigmoid", chunk_rows=chunk, progress=False, **kw).rows_per_s
+            res[name] = max(run_stream(str(big), StreamOptions(activations="relu,sigmoid", chunk_rows=chunk,
+                                                               progress=False, **kw)).rows_per_s
                             for _ in range(2))
         if dev != "cpu":  # the device kernel alone, on a chunk already in host memory
             from mlplab.stream.kernel import ChunkKernel, Network

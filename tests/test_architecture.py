@@ -10,6 +10,8 @@ although Python runs that pattern safely as long as the submodules import one an
 through the package's names. An import of the package itself (`import mlplab`, `from mlplab import __version__`)
 is an edge to its `__init__` like any other, so a module that `mlplab/__init__.py` re-exports must not import
 `mlplab` back. `importlib.import_module("mlplab....")` with a literal name counts as an import.
+
+The same reading of the source keeps every function at 60 lines or fewer (STYLE.md: one function, one idea).
 """
 
 from __future__ import annotations
@@ -191,3 +193,62 @@ def test_layers_only_import_downwards():
 def test_every_package_folder_is_a_package(folder):
     """setuptools' `packages.find` only takes folders with an `__init__.py`; a missing one drops its modules."""
     assert (folder / "__init__.py").is_file()
+
+
+# STYLE.md: "keep functions under about 60 lines". A function's length runs from its `def` line (decorators not
+# counted) to its last line, docstring, comments and blank lines included; methods and nested functions count
+# on their own, and an outer function's length includes the functions nested in it.
+MAX_FUNCTION_LINES = 60
+LONG_FUNCTIONS_ALLOWED = {
+    "mlplab/mnist/train.py::_train_run",  # being split (issue 16); remove it from this list once it is short
+}
+
+
+def _function_lengths(path: Path) -> Iterator[tuple[str, int]]:
+    """(qualified name, lines) for every function and method in the file, nested ones included."""
+    def visit(node: ast.AST, prefix: str) -> Iterator[tuple[str, int]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    assert child.end_lineno is not None
+                    yield name, child.end_lineno - child.lineno + 1
+                yield from visit(child, name + ".")
+            else:
+                yield from visit(child, prefix)
+
+    yield from visit(ast.parse(path.read_text(encoding="utf-8"), str(path)), "")
+
+
+def _long_functions() -> dict[str, int]:
+    """'mlplab/path.py::Qual.name' -> lines, for every function in the package over MAX_FUNCTION_LINES."""
+    return {f"{path.relative_to(SRC).as_posix()}::{name}": lines
+            for path in MODULES.values() for name, lines in _function_lengths(path) if lines > MAX_FUNCTION_LINES}
+
+
+def test_the_function_lengths_are_measured_from_def_to_the_last_line(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("@decorator\n"
+                      "def outer():\n"
+                      "    def inner():\n"
+                      "        return 1\n"
+                      "\n"
+                      "    return inner\n"
+                      "\n"
+                      "\n"
+                      "class Thing:\n"
+                      "    async def method(self):\n"
+                      "        pass\n")
+    assert list(_function_lengths(sample)) == [("outer", 5), ("outer.inner", 2), ("Thing.method", 2)]
+
+
+def test_no_function_is_over_sixty_lines():
+    """One function, one idea (STYLE.md): a function over 60 lines is split into helpers named after what they do."""
+    found = _long_functions()
+    offenders = sorted(((lines, name) for name, lines in found.items() if name not in LONG_FUNCTIONS_ALLOWED),
+                       reverse=True)
+    assert offenders == [], (f"functions over {MAX_FUNCTION_LINES} lines: "
+                             + ", ".join(f"{name} ({lines} lines)" for lines, name in offenders)
+                             + "; split each into helpers named after what they do")
+    stale = sorted(LONG_FUNCTIONS_ALLOWED - set(found))
+    assert stale == [], f"no longer over {MAX_FUNCTION_LINES} lines (or gone): take {stale} off LONG_FUNCTIONS_ALLOWED"

@@ -109,9 +109,10 @@ def test_training_killed_at_random_points_resumes_to_the_uninterrupted_metrics(t
 
 STREAM = """
     import json, sys
-    from mlplab.stream.run import run_stream
-    r = run_stream(sys.argv[1], "relu,sigmoid", out=sys.argv[2], resume=sys.argv[3] == "resume", chunk_rows=4096,
-                   shard_rows=20000, write_predictions=True, progress=False, threads=1)
+    from mlplab.stream.run import StreamOptions, run_stream
+    r = run_stream(sys.argv[1], StreamOptions(activations="relu,sigmoid", out=sys.argv[2],
+                                              resume=sys.argv[3] == "resume", chunk_rows=4096, shard_rows=20000,
+                                              write_predictions=True, progress=False, threads=1))
     print(json.dumps(r.summary.to_json()))
 """
 

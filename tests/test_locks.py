@@ -103,16 +103,17 @@ def _stop(index: int, summary: object) -> None:
 
 
 def test_two_streams_on_one_folder(tmp_path):
-    from mlplab.stream.run import run_stream
+    from mlplab.stream.run import StreamOptions, run_stream
 
     folder = tmp_path / "out"
-    code = "import sys; from mlplab.stream.run import run_stream; " \
-           "run_stream('synthetic:1e10', out=sys.argv[1], shard_rows=1 << 20, progress=False, threads=1)"
+    code = "import sys; from mlplab.stream.run import StreamOptions, run_stream; " \
+           "run_stream('synthetic:1e10', StreamOptions(out=sys.argv[1], shard_rows=1 << 20, progress=False, threads=1))"
     first = _start(code, str(folder))
     try:
         _wait_for(folder / "manifest.json", first)
         with pytest.raises(MlplabError, match=r"stream output folder .* is in use"):
-            run_stream("synthetic:1e10", out=folder, shard_rows=1 << 20, resume=True, progress=False, threads=1,
+            run_stream("synthetic:1e10", StreamOptions(out=folder, shard_rows=1 << 20, resume=True, progress=False,
+                                                       threads=1),
                        on_shard=_stop)  # without the lock it would write into the folder the first one fills
     finally:
         first.send_signal(signal.SIGKILL)
@@ -122,7 +123,7 @@ def test_two_streams_on_one_folder(tmp_path):
 def test_a_later_run_removes_what_a_killed_one_left(tmp_path):
     """Temporaries of killed writers (atomic_open's `.NAME.xxxxxxxx.tmp`, fetch's `.npm-pack-xxxxxxxx/`) go
     when the next writer takes the lock; files of other shapes stay."""
-    from mlplab.stream.run import run_stream
+    from mlplab.stream.run import StreamOptions, run_stream
 
     out = tmp_path / "out"
     (out / "shards").mkdir(parents=True)
@@ -135,6 +136,6 @@ def test_a_later_run_removes_what_a_killed_one_left(tmp_path):
     kept = [out / "notes.tmp", out / ".hidden.tmp", out / "mine.a1b2c3d4.tmp"]
     for path in kept:
         path.write_bytes(b"user's")
-    run_stream("synthetic:1000", out=out, shard_rows=500, progress=False, threads=1)
+    run_stream("synthetic:1000", StreamOptions(out=out, shard_rows=500, progress=False, threads=1))
     assert not any(p.exists() for p in litter) and not (out / ".npm-pack-abcd1234").exists()
     assert all(p.exists() for p in kept)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlplab.stream import run_stream
+from mlplab.stream import StreamOptions, run_stream
 
 pytest.importorskip("dask.distributed")
 pytestmark = pytest.mark.slow  # starting a LocalCluster takes seconds on a small machine
@@ -22,7 +22,7 @@ def test_dask_equals_local_and_survives_a_killed_worker(tmp_path: Path) -> None:
     path = tmp_path / "X.npy"
     np.save(path, X)
     common: dict[str, Any] = {"chunk_rows": 3000, "shard_rows": 5000, "write_predictions": True, "progress": False}
-    local = run_stream(str(path), "relu,sigmoid", out=tmp_path / "local", **common)
+    local = run_stream(str(path), StreamOptions(activations="relu,sigmoid", out=tmp_path / "local", **common))
 
     clients: list[Any] = []
     killed: list[int] = []
@@ -38,8 +38,8 @@ def test_dask_equals_local_and_survives_a_killed_worker(tmp_path: Path) -> None:
         killed.append(pid)
 
     out = tmp_path / "dask"
-    dask = run_stream(str(path), "relu,sigmoid", out=out, engine="dask", workers=2, on_client=clients.append,
-                      on_shard=kill_one_worker, **common)
+    dask = run_stream(str(path), StreamOptions(activations="relu,sigmoid", out=out, engine="dask", workers=2,
+                                               **common), on_client=clients.append, on_shard=kill_one_worker)
     assert killed
     assert dask.summary == local.summary
     assert json.loads((out / "manifest.json").read_text())["finished"] == [[0, 12]]
@@ -61,7 +61,7 @@ def test_shards_finished_on_workers_survive_a_driver_kill(tmp_path: Path) -> Non
     path = tmp_path / "X.npy"
     np.save(path, X)
     common: dict[str, Any] = {"chunk_rows": 1000, "shard_rows": 2000, "progress": False}
-    local = run_stream(str(path), "relu,sigmoid", out=tmp_path / "local", **common)
+    local = run_stream(str(path), StreamOptions(activations="relu,sigmoid", out=tmp_path / "local", **common))
     out = tmp_path / "dask"
 
     def die_after_workers_finish(index: int, _summary: object) -> None:
@@ -71,10 +71,10 @@ def test_shards_finished_on_workers_survive_a_driver_kill(tmp_path: Path) -> Non
         raise Crash
 
     with pytest.raises(Crash):
-        run_stream(str(path), "relu,sigmoid", out=out, engine="dask", workers=2, on_shard=die_after_workers_finish,
-                   **common)
+        run_stream(str(path), StreamOptions(activations="relu,sigmoid", out=out, engine="dask", workers=2, **common),
+                   on_shard=die_after_workers_finish)
     written = len(list((out / "shards").glob("shard-*.json")))
     listed = json.loads((out / "manifest.json").read_text())["finished"]
     assert written >= 4 and sum(b - a for a, b in listed) == 1  # the driver listed its first result only
-    resumed = run_stream(str(path), "relu,sigmoid", out=out, resume=True, **common)
+    resumed = run_stream(str(path), StreamOptions(activations="relu,sigmoid", out=out, resume=True, **common))
     assert resumed.shards_skipped >= 4 and resumed.summary == local.summary

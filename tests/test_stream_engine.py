@@ -14,7 +14,7 @@ import torch
 import mlplab
 from mlplab.cli import main
 from mlplab.errors import MlplabError
-from mlplab.stream import run_stream, sources
+from mlplab.stream import StreamOptions, run_stream, sources
 from mlplab.stream.sources import SyntheticSource, open_source
 from mlplab.stream.summary import default_edges, summarize_y
 from mlplab.twolayer.activations import activation_pairs
@@ -43,8 +43,8 @@ def test_streamed_predictions_equal_full_batch_forward(tmp_path: Path, data: tup
     first = None
     for chunk in (997, 4096, 50000):
         out = tmp_path / f"c{chunk}"
-        r = run_stream(str(path), (a1, a2), chunk_rows=chunk, shard_rows=6000, out=out, write_predictions=True,
-                       progress=False)
+        r = run_stream(str(path), StreamOptions(activations=(a1, a2), chunk_rows=chunk, shard_rows=6000, out=out,
+                                                write_predictions=True, progress=False))
         y = predictions(out)
         err = (torch.from_numpy(y).double() - ref) / scale.reshape(-1)
         torch.testing.assert_close(err, torch.zeros_like(err), atol=1e-6, rtol=0)
@@ -63,15 +63,18 @@ def test_summary_identical_across_chunkings_shards_and_sources(tmp_path: Path, d
     parts.mkdir()
     for i, s in enumerate(range(0, len(X), 7000)):
         np.save(parts / f"p{i}.npy", X[s:s + 7000])
-    runs = [run_stream(str(path), "relu,sigmoid", chunk_rows=c, shard_rows=s, progress=False)
+    runs = [run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=c, shard_rows=s, progress=False))
             for c, s in ((1 << 20, 1 << 24), (333, 5000), (4096, 4096))]
-    runs.append(run_stream(str(raw), "relu,sigmoid", chunk_rows=1000, progress=False))
-    runs.append(run_stream(str(parts / "*.npy"), "relu,sigmoid", chunk_rows=2500, shard_rows=9000, progress=False))
-    runs.append(run_stream(str(path), "relu,sigmoid", chunk_rows=5000, prefetch=1, progress=False))
+    runs.append(run_stream(str(raw), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, progress=False)))
+    runs.append(run_stream(str(parts / "*.npy"), StreamOptions(activations="relu,sigmoid", chunk_rows=2500,
+                                                               shard_rows=9000, progress=False)))
+    runs.append(run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=5000, prefetch=1,
+                                                    progress=False)))
     wide = tmp_path / "X64.npy"  # float64 rows are read (not mapped) and rounded to the same float32
     np.save(wide, X.astype(np.float64))
-    runs.append(run_stream(str(wide), "relu,sigmoid", chunk_rows=3000, progress=False))
-    runs.append(run_stream(str(path), "relu,sigmoid", chunk_rows=999, threads=3, progress=False))
+    runs.append(run_stream(str(wide), StreamOptions(activations="relu,sigmoid", chunk_rows=3000, progress=False)))
+    runs.append(run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=999, threads=3,
+                                                    progress=False)))
     assert all(r.summary == runs[0].summary for r in runs)
     assert runs[0].summary.rows == len(X)
 
@@ -87,9 +90,10 @@ def test_synthetic_chunks_depend_only_on_seed_and_row() -> None:
         block = np.random.default_rng([4, b]).standard_normal((min(65_536, 200_000 - b * 65_536), 3),
                                                              dtype=np.float32) * np.float32(2.0)
         np.testing.assert_array_equal(whole[b * 65_536:(b + 1) * 65_536], block)
-    a = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=30_000, progress=False).summary
-    b = run_stream("synthetic:200000:4", "sigmoid,sigmoid", chunk_rows=65_536, shard_rows=100_000,
-                   progress=False).summary
+    a = run_stream("synthetic:200000:4", StreamOptions(activations="sigmoid,sigmoid", chunk_rows=30_000,
+                                                       progress=False)).summary
+    b = run_stream("synthetic:200000:4", StreamOptions(activations="sigmoid,sigmoid", chunk_rows=65_536,
+                                                       shard_rows=100_000, progress=False)).summary
     assert a == b
 
 
@@ -99,8 +103,8 @@ class Crash(Exception):
 
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path, data: tuple[Path, np.ndarray]) -> None:
     path, _ = data
-    full = run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=tmp_path / "full",
-                      write_predictions=True, progress=False)
+    full = run_stream(str(path), StreamOptions(activations="sigmoid,relu", chunk_rows=1500, shard_rows=4000,
+                                               out=tmp_path / "full", write_predictions=True, progress=False))
     out = tmp_path / "crashed"
 
     def crash_after_two(index: int, _summary: object) -> None:
@@ -108,17 +112,20 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, data: tuple[Path,
             raise Crash
 
     with pytest.raises(Crash):
-        run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, write_predictions=True,
-                   progress=False, on_shard=crash_after_two)
+        run_stream(str(path), StreamOptions(activations="sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out,
+                                            write_predictions=True, progress=False), on_shard=crash_after_two)
     assert json.loads((out / "manifest.json").read_text())["finished"] == [[0, 2]]  # shards 0 and 1
     assert not (out / "summary.json").exists()
     with pytest.raises(MlplabError, match="previous run"):
-        run_stream(str(path), "sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out, progress=False)
+        run_stream(str(path), StreamOptions(activations="sigmoid,relu", chunk_rows=1500, shard_rows=4000, out=out,
+                                            progress=False))
     with pytest.raises(MlplabError, match="another configuration"):
-        run_stream(str(path), "relu,relu", chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+        run_stream(str(path), StreamOptions(activations="relu,relu", chunk_rows=1500, shard_rows=4000, out=out,
+                                            resume=True, progress=False))
     seen: list[int] = []
-    resumed = run_stream(str(path), "sigmoid,relu", chunk_rows=700, shard_rows=4000, out=out, resume=True,
-                         write_predictions=True, progress=False, on_shard=lambda i, _s: seen.append(i))
+    resumed = run_stream(str(path), StreamOptions(activations="sigmoid,relu", chunk_rows=700, shard_rows=4000, out=out,
+                                                  resume=True, write_predictions=True, progress=False),
+                         on_shard=lambda i, _s: seen.append(i))
     assert seen == [2, 3, 4, 5] and resumed.shards_skipped == 2
     assert resumed.summary == full.summary
     np.testing.assert_array_equal(predictions(out), predictions(tmp_path / "full"))
@@ -131,11 +138,13 @@ def test_nonfinite_policies(tmp_path: Path) -> None:
     path = tmp_path / "bad.npy"
     np.save(path, X)
     with pytest.raises(MlplabError, match="row 10 "):
-        run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False)
-    skip = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="skip", progress=False).summary
-    keep = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="keep", progress=False).summary
-    clean = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, nonfinite="skip", kernel="torch",
-                       progress=False).summary
+        run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, progress=False))
+    skip = run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, nonfinite="skip",
+                                               progress=False)).summary
+    keep = run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, nonfinite="keep",
+                                               progress=False)).summary
+    clean = run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, nonfinite="skip",
+                                                kernel="torch", progress=False)).summary
     for s in (skip, keep):
         assert s.rows == 3000 and s.nonfinite_rows == 2 and s.first_nonfinite_row == 10
     assert skip.counted == 2998 and skip.nonfinite_y_hat == 2
@@ -159,7 +168,7 @@ def test_cli_json_last_line(capsys: pytest.CaptureFixture[str]) -> None:
                         "--format", "json", "--no-progress"], capsys)
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and summary["rows"] == 5000
-    ref = run_stream("synthetic:5000", "relu,sigmoid", progress=False).summary
+    ref = run_stream("synthetic:5000", StreamOptions(activations="relu,sigmoid", progress=False)).summary
     assert summary["positives"] == ref.positives and summary["mean_y_hat"] == ref.mean_y_hat
 
 
@@ -171,7 +180,7 @@ def test_shards_finished_but_not_yet_listed_count_on_resume(tmp_path: Path, data
 
     path, _ = data
     common = {"chunk_rows": 1500, "shard_rows": 4000, "write_predictions": True, "progress": False}
-    full = run_stream(str(path), out=tmp_path / "full", **common)
+    full = run_stream(str(path), StreamOptions(out=tmp_path / "full", **common))
 
     def crash_after_three(index: int, _summary: object) -> None:
         if index == 2:
@@ -179,12 +188,12 @@ def test_shards_finished_but_not_yet_listed_count_on_resume(tmp_path: Path, data
 
     monkeypatch.setattr(RunDir, "mark_finished", lambda self, finished: None)  # the driver never gets to it
     with pytest.raises(Crash):
-        run_stream(str(path), out=tmp_path / "out", on_shard=crash_after_three, **common)
+        run_stream(str(path), StreamOptions(out=tmp_path / "out", **common), on_shard=crash_after_three)
     monkeypatch.undo()
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["finished"] == []
     seen: list[int] = []
-    resumed = run_stream(str(path), out=tmp_path / "out", resume=True, on_shard=lambda i, _s: seen.append(i),
-                         **common)
+    resumed = run_stream(str(path), StreamOptions(out=tmp_path / "out", resume=True, **common),
+                         on_shard=lambda i, _s: seen.append(i))
     assert resumed.shards_skipped == 3 and seen == [3, 4, 5] and resumed.summary == full.summary
     np.testing.assert_array_equal(predictions(tmp_path / "out"), predictions(tmp_path / "full"))
 
@@ -204,15 +213,15 @@ def test_a_source_changed_in_place_is_not_mixed_in(tmp_path: Path, data: tuple[P
 
     out = tmp_path / "out"
     with contextlib.suppress(Crash):
-        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, progress=False, on_shard=crash)
+        run_stream(str(path), StreamOptions(chunk_rows=1500, shard_rows=4000, out=out, progress=False), on_shard=crash)
     stamp = os.stat(path).st_mtime_ns
     np.save(path, -X)  # another file's numbers, same shape and size
     os.utime(path, ns=(stamp, stamp))
     with pytest.raises(MlplabError, match=r"the source file .*X\.npy changed since the run .* \(content differ\)"):
-        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+        run_stream(str(path), StreamOptions(chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False))
     np.save(path, X)  # the same numbers again, a new modification time
     with pytest.raises(MlplabError, match=r"\(modification time differ\)"):
-        run_stream(str(path), chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False)
+        run_stream(str(path), StreamOptions(chunk_rows=1500, shard_rows=4000, out=out, resume=True, progress=False))
 
 
 def test_cli_bad_inputs_exit_2(tmp_path: Path, data: tuple[Path, np.ndarray],
@@ -259,16 +268,18 @@ def test_rows_not_in_the_page_cache_are_faulted_in_or_read(monkeypatch: pytest.M
     """A cold chunk is faulted in by the reader (MADV_POPULATE_READ) and then mapped; where the kernel cannot
     do that it is read into a buffer. Either way the run gives the summary of a warm run."""
     path, X = data
-    warm = run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary
+    warm = run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=3000, progress=False)).summary
     monkeypatch.setattr(sources, "_resident", lambda addr, size: False)  # every chunk looks cold
     src = open_source(str(path), d=3)
     view = src.mapped(100, 4100)
     if view is not None:  # the kernel could fault the rows in (Linux 5.14 and later)
         np.testing.assert_array_equal(view, X[100:4100])
-    assert run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary == warm
+    assert run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=3000,
+                                               progress=False)).summary == warm
     monkeypatch.setattr(sources, "_populate", lambda addr, size: False)  # Linux before 5.14
     assert src.mapped(100, 4100) is None
-    assert run_stream(str(path), "relu,sigmoid", chunk_rows=3000, progress=False).summary == warm
+    assert run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=3000,
+                                               progress=False)).summary == warm
     src.close()
 
 
@@ -315,7 +326,8 @@ def test_chunks_in_flight_are_bounded(monkeypatch: pytest.MonkeyPatch, kernel: s
         return done
 
     monkeypatch.setattr(ChunkKernel, "start", counting_start)
-    r = run_stream("synthetic:20000", "relu,sigmoid", chunk_rows=1000, kernel=kernel, progress=False)
+    r = run_stream("synthetic:20000", StreamOptions(activations="relu,sigmoid", chunk_rows=1000, kernel=kernel,
+                                                    progress=False))
     assert r.summary.rows == 20000 and live[0] == 0
     assert peak[0] == (engine.AHEAD if r.kernel == "native" else 1)
 
@@ -327,9 +339,10 @@ def test_a_fresh_map_every_so_often_lets_the_old_one_go(monkeypatch: pytest.Monk
     import weakref
 
     path, X = data
-    whole = run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False).summary
+    whole = run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000, progress=False)).summary
     monkeypatch.setattr(sources, "REMAP_BYTES", 5 * 1000 * 12)  # a fresh map every five chunks
-    assert run_stream(str(path), "relu,sigmoid", chunk_rows=1000, progress=False).summary == whole
+    assert run_stream(str(path), StreamOptions(activations="relu,sigmoid", chunk_rows=1000,
+                                               progress=False)).summary == whole
     src = open_source(str(path), d=3)
     refs = []  # weak references to the map behind each chunk
     for start in range(0, 20000, 1000):

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlplab.cli.common import add_activations, add_device, add_format, add_out, add_problem, say
 from mlplab.errors import MlplabError
-from mlplab.stream.run import run_stream
+from mlplab.stream.run import StreamOptions, run_stream
 from mlplab.stream.sources import parse_count
 
 
@@ -72,13 +72,13 @@ def _hist_range(text: str | None) -> tuple[float, float] | None:
 def _run(args: argparse.Namespace) -> int:
     if args.resume and args.out is not None and not (args.out / "manifest.json").exists():
         say(f"note: {args.out} holds no run to resume (no manifest.json): starting a new run there")
-    result = run_stream(
-        args.source, args.activations, args.problem, chunk_rows=args.chunk_rows, shard_rows=args.shard_rows,
+    result = run_stream(args.source, StreamOptions(
+        activations=args.activations, problem=args.problem, chunk_rows=args.chunk_rows, shard_rows=args.shard_rows,
         out=args.out, resume=args.resume, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
         nonfinite=args.nonfinite, write_predictions=args.write_predictions, device=args.device,
         kernel=args.kernel, columns=args.columns, seed=args.seed, bins=args.bins,
         hist_range=_hist_range(args.hist_range), prefetch=args.prefetch, threads=args.threads,
-        progress=False if args.no_progress else None)
+        progress=False if args.no_progress else None))
     if args.format == "json":
         print(json.dumps(result.to_json()))
         return 0

@@ -159,40 +159,7 @@ def observations(comparison: Comparison, runs: Mapping[str, RunResult]) -> list[
     present = [runs[n] for n, _ in comparison.runs if n in runs]
     missing = [n for n, _ in comparison.runs if n not in runs]
     for run in present:
-        label = labels[run.name]
-        if run.divergent:
-            epoch, batch, loss = run.divergence()
-            where = f"in epoch {epoch}" if epoch is not None else "during training"
-            where += f" at batch {batch}" if batch is not None else ""
-            what = f" (loss {short_number(loss)})" if loss is not None else ""
-            notes.append(f"{run.name} ({label}) diverged {where}{what} and was stopped there.")
-            continue
-        test = run.series("test_loss")
-        if not test:
-            continue
-        onset = overfitting_onset(run)
-        if onset is not None and onset <= len(test):
-            train = run.series("train_loss")
-            low = _argmin(test)
-            trend = "fell" if train[-1] < train[onset - 1] else "rose"
-            rule = "minimum of the centred moving average" if "onset_epoch" in run.summary else \
-                "rule: lowest test loss"
-            n = short_number
-            facts = (f"test loss lowest at epoch {low} ({n(test[low - 1])}), {n(test[-1])} at epoch {len(test)}; "
-                     f"training loss {trend} from {n(train[onset - 1])} to {n(train[-1])}")
-            if trend == "fell":
-                notes.append(f"{run.name} ({label}): overfitting onset at epoch {onset} ({rule}); {facts} "
-                             "after the onset.")
-            else:  # both losses rise: training itself gets worse, which is not overfitting
-                notes.append(f"{run.name} ({label}): test loss turns up at epoch {onset} ({rule}), but the training "
-                             f"loss rises too, so this is not overfitting; {facts} after that epoch.")
-        elif run.best_epoch is not None:
-            notes.append(f"{run.name} ({label}): best epoch {run.best_epoch} of {len(test)}; the test loss did not "
-                         f"rise against a falling training loss by the last epoch.")
-        if run.summary.get("softmax_output") or (comparison.name == "softmax" and run.name == "softmax"):
-            floor = min(run.series("train_loss") or [math.nan])
-            notes.append(f"{run.name} ({label}): lowest training loss {short_number(floor)}; cross-entropy applied to "
-                         f"probabilities cannot go below log(1 + 9/e) = {SOFTMAX_CE_FLOOR:.4f}.")
+        notes += _run_notes(comparison, run, labels[run.name])
     best = best_run(comparison, runs)
     if best is not None and len(present) > 1:
         at = f" at epoch {_argmin(best.series('test_loss'))}" if best.series("test_loss") else ""
@@ -206,6 +173,48 @@ def observations(comparison: Comparison, runs: Mapping[str, RunResult]) -> list[
     if missing:
         notes.append("No finished run yet: " + ", ".join(missing) + ".")
     return notes
+
+
+def _run_notes(comparison: Comparison, run: RunResult, label: str) -> list[str]:
+    """One run's sentences: where it diverged, or where it began to overfit (or its best epoch), and the softmax
+    run's lowest training loss against the floor."""
+    if run.divergent:
+        epoch, batch, loss = run.divergence()
+        where = f"in epoch {epoch}" if epoch is not None else "during training"
+        where += f" at batch {batch}" if batch is not None else ""
+        what = f" (loss {short_number(loss)})" if loss is not None else ""
+        return [f"{run.name} ({label}) diverged {where}{what} and was stopped there."]
+    test = run.series("test_loss")
+    if not test:
+        return []
+    notes: list[str] = []
+    onset = overfitting_onset(run)
+    if onset is not None and onset <= len(test):
+        notes.append(_overfitting_note(run, label, onset))
+    elif run.best_epoch is not None:
+        notes.append(f"{run.name} ({label}): best epoch {run.best_epoch} of {len(test)}; the test loss did not "
+                     f"rise against a falling training loss by the last epoch.")
+    if run.summary.get("softmax_output") or (comparison.name == "softmax" and run.name == "softmax"):
+        floor = min(run.series("train_loss") or [math.nan])
+        notes.append(f"{run.name} ({label}): lowest training loss {short_number(floor)}; cross-entropy applied to "
+                     f"probabilities cannot go below log(1 + 9/e) = {SOFTMAX_CE_FLOOR:.4f}.")
+    return notes
+
+
+def _overfitting_note(run: RunResult, label: str, onset: int) -> str:
+    """Where the test loss turns up, and whether the training loss kept falling (overfitting) or rose too."""
+    test, train = run.series("test_loss"), run.series("train_loss")
+    low = _argmin(test)
+    trend = "fell" if train[-1] < train[onset - 1] else "rose"
+    rule = "minimum of the centred moving average" if "onset_epoch" in run.summary else "rule: lowest test loss"
+    n = short_number
+    facts = (f"test loss lowest at epoch {low} ({n(test[low - 1])}), {n(test[-1])} at epoch {len(test)}; "
+             f"training loss {trend} from {n(train[onset - 1])} to {n(train[-1])}")
+    if trend == "fell":
+        return f"{run.name} ({label}): overfitting onset at epoch {onset} ({rule}); {facts} after the onset."
+    # both losses rise: training itself gets worse, which is not overfitting
+    return (f"{run.name} ({label}): test loss turns up at epoch {onset} ({rule}), but the training loss rises too, "
+            f"so this is not overfitting; {facts} after that epoch.")
 
 
 def logits_and_probabilities(model: torch.nn.Module, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

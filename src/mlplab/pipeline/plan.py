@@ -166,20 +166,12 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
     A progress bar (stderr, weighted by each step's estimate) advances while a step runs and jumps to the
     step's full weight when it ends. Steps whose `needs` did not succeed are reported as "blocked".
     """
-    from tqdm.auto import tqdm
-
     todo = {s.name for s in steps if s.always or not state.is_finished(s)}
-    total = sum(s.estimate_s for s in steps if s.name in todo) or 1.0
-    bar = tqdm(total=round(total, 1), unit="s", desc="reproduce", disable=not progress, leave=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} est. s [{elapsed}<{remaining}]")
+    bar, log = _plan_bar(sum(s.estimate_s for s in steps if s.name in todo) or 1.0, progress, log)
     # A need is met by a step finished before (even one left out of this run by --only) or in this run.
     ok: set[str] = {s.name for s in steps if s.name not in todo}
     ok |= {name for name, record in state.steps.items() if record.get("status") == "done"}
     outcomes: list[Outcome] = []
-    if progress:  # lines printed under a live bar must go through tqdm, or they garble it
-        def log(message: str) -> None:
-            tqdm.write(message, file=sys.stderr)
-
     refiner = Refiner()  # scales what is left by how long the finished steps took against their estimates
     batch_done = False  # the leader of the side-by-side MNIST runs has finished them all
     base = 0.0  # bar position when the current step started: the estimates of the steps before it
@@ -220,6 +212,21 @@ def run_plan(steps: Sequence[Step], state: PlanState, *, progress: bool = True,
     finally:
         bar.close()
     return outcomes
+
+
+def _plan_bar(total: float, progress: bool, log: Callable[[str], None]) -> tuple[Any, Callable[[str], None]]:
+    """The plan's progress bar (in estimated seconds), and the log to print with while it is shown."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=round(total, 1), unit="s", desc="reproduce", disable=not progress, leave=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} est. s [{elapsed}<{remaining}]")
+    if not progress:
+        return bar, log
+
+    def write(message: str) -> None:  # lines printed under a live bar must go through tqdm, or they garble it
+        tqdm.write(message, file=sys.stderr)
+
+    return bar, write
 
 
 def _advance(bar: Any, position: float) -> None:

@@ -24,7 +24,7 @@ from mlplab.mnist.config import config_from_dict
 from mlplab.mnist.experiments import select_experiments
 from mlplab.pipeline.calibrate import parallel_wall, probe_runs, run_estimate
 from mlplab.pipeline.plan import Step, StepOutput, StepUnavailable
-from mlplab.stream.run import run_stream
+from mlplab.stream.run import StreamOptions, run_stream
 from mlplab.tables import Table, plural, write_tables
 from mlplab.twolayer.problem import load_problem
 from mlplab.twolayer.section1 import write_section1
@@ -155,8 +155,9 @@ def _run_stream(settings: Settings, rows: int) -> StepOutput:
     problem = load_problem(settings.problem_path)
     folder = settings.results_dir / "stream"
     chunk_rows = max(1, min(rows // 8, 1 << 20))  # at least eight chunks, so the demonstration really streams
-    result = run_stream(f"synthetic:{rows}", STREAM_ACTIVATIONS, problem, chunk_rows=chunk_rows,
-                        out=folder / "run", resume=True, progress=False)
+    result = run_stream(f"synthetic:{rows}", StreamOptions(activations=STREAM_ACTIVATIONS, problem=problem,
+                                                           chunk_rows=chunk_rows, out=folder / "run", resume=True,
+                                                           progress=False))
     data = {**result.to_json(), "activations": ",".join(STREAM_ACTIVATIONS), "chunk_rows": chunk_rows,
             "d": problem.d, "rows_done": result.rows_done,
             "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs, {platform.system()}"}

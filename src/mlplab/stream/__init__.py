@@ -2,12 +2,12 @@
 
 Sources (`sources`), the fused chunk kernel (`kernel`, `native`), mergeable summaries (`summary`),
 shards and the manifest (`manifest`), the local prefetching engine (`engine`), the Dask engine
-(`dask_engine`) and the entry point `run_stream` (`run`). See docs/streaming.md.
+(`dask_engine`) and the entry point `run_stream` with its `StreamOptions` (`run`). See docs/streaming.md.
 """
 
 from __future__ import annotations
 
-from mlplab.stream.run import StreamResult, run_stream
+from mlplab.stream.run import StreamOptions, StreamResult, run_stream
 from mlplab.stream.summary import Summary
 
-__all__ = ["StreamResult", "Summary", "run_stream"]
+__all__ = ["StreamOptions", "StreamResult", "Summary", "run_stream"]

@@ -46,45 +46,12 @@ def prefetched_chunks(source: Source, shards: Sequence[Shard], chunk_rows: int, 
     if chunk_rows <= 0:
         raise MlplabError(f"chunk size must be positive, got {chunk_rows}", hint="pass --chunk-rows 1048576")
     n_slots = prefetch + in_use + 1  # `prefetch` queued, `in_use` held by the consumer, one being filled
-    buffers: list[np.ndarray | None] = [None] * n_slots  # made on first use: mapped chunks need none
-
-    def buffer(i: int) -> np.ndarray:
-        if buffers[i] is None:
-            if pinned:  # page-locked host memory lets the copy to the GPU run asynchronously
-                import torch
-
-                buffers[i] = torch.empty((chunk_rows, source.d), dtype=torch.float32, pin_memory=True).numpy()
-            else:
-                buffers[i] = np.empty((chunk_rows, source.d), np.float32)
-        return buffers[i]  # type: ignore[return-value]
-
-    free: queue.Queue[int] = queue.Queue()
-    for i in range(n_slots):
-        free.put(i)
-    ready: queue.Queue[tuple[Shard, int, np.ndarray, int, bool] | BaseException | None] = queue.Queue()
-    stop_flag = threading.Event()
-
-    def reader() -> None:
-        try:
-            for shard in shards:
-                for start in range(shard.start, shard.stop, chunk_rows):
-                    for lo, hi in source.spans(start, min(shard.stop, start + chunk_rows)):
-                        b = free.get()
-                        if stop_flag.is_set():
-                            return
-                        X = None if pinned else source.mapped(lo, hi)  # pinned: the GPU copy wants page-locked
-                        ready.put((shard, lo, X if X is not None else source.read(lo, hi, buffer(b)), b,
-                                   X is not None))
-                        del X
-            ready.put(None)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            ready.put(exc)
-
-    thread = threading.Thread(target=reader, name="mlplab-reader", daemon=True)
+    reader = _Reader(source, shards, chunk_rows, pinned, n_slots)
+    thread = threading.Thread(target=reader.run, name="mlplab-reader", daemon=True)
     thread.start()
     try:
         while True:
-            item = ready.get()
+            item = reader.ready.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
@@ -95,14 +62,56 @@ def prefetched_chunks(source: Source, shards: Sequence[Shard], chunk_rows: int, 
             def release(b: int = b, lo: int = start, hi: int = start + X.shape[0], mapped: bool = mapped) -> None:
                 if mapped:
                     source.drop(lo, hi)
-                free.put(b)
+                reader.free.put(b)
 
             yield shard, start, X, release
             del X
     finally:
-        stop_flag.set()
-        free.put(0)  # wake the reader if it waits for a buffer
+        reader.stop_flag.set()
+        reader.free.put(0)  # wake the reader if it waits for a buffer
         thread.join(timeout=10)
+
+
+class _Reader:
+    """The reader thread of `prefetched_chunks`: fills free slots with chunks (mapped, else read into the slot's
+    buffer) and queues them, then None; an exception is queued for the consumer, which re-raises it."""
+
+    def __init__(self, source: Source, shards: Sequence[Shard], chunk_rows: int, pinned: bool, n_slots: int) -> None:
+        self.source, self.shards, self.chunk_rows, self.pinned = source, shards, chunk_rows, pinned
+        self.buffers: list[np.ndarray | None] = [None] * n_slots  # made on first use: mapped chunks need none
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in range(n_slots):
+            self.free.put(i)
+        self.ready: queue.Queue[tuple[Shard, int, np.ndarray, int, bool] | BaseException | None] = queue.Queue()
+        self.stop_flag = threading.Event()
+
+    def buffer(self, i: int) -> np.ndarray:
+        if self.buffers[i] is None:
+            if self.pinned:  # page-locked host memory lets the copy to the GPU run asynchronously
+                import torch
+
+                self.buffers[i] = torch.empty((self.chunk_rows, self.source.d), dtype=torch.float32,
+                                              pin_memory=True).numpy()
+            else:
+                self.buffers[i] = np.empty((self.chunk_rows, self.source.d), np.float32)
+        return self.buffers[i]  # type: ignore[return-value]
+
+    def run(self) -> None:
+        source = self.source
+        try:
+            for shard in self.shards:
+                for start in range(shard.start, shard.stop, self.chunk_rows):
+                    for lo, hi in source.spans(start, min(shard.stop, start + self.chunk_rows)):
+                        b = self.free.get()
+                        if self.stop_flag.is_set():
+                            return
+                        X = None if self.pinned else source.mapped(lo, hi)  # pinned: the GPU copy wants page-locked
+                        self.ready.put((shard, lo, X if X is not None else source.read(lo, hi, self.buffer(b)), b,
+                                        X is not None))
+                        del X
+            self.ready.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.ready.put(exc)
 
 
 def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chunk_rows: int,
@@ -116,60 +125,80 @@ def run_shards(source: Source, kernel: ChunkKernel, shards: Sequence[Shard], chu
     loop (which meanwhile merges the last summary, unmaps the last chunk and hands over the next), even when
     this thread is late to get a CPU. The other kernels compute within `start`: one chunk at a time.
     """
-    done: dict[int, Summary] = {}
-    current: Shard | None = None
-    partial: Summary | None = None
-    writer: PredictionWriter | None = None
-    y = np.empty(chunk_rows if write_predictions else 0, np.float32)
-    pinned = kernel.device.type == "cuda"
-    in_flight: deque[tuple[Callable[[], Summary], Release, int]] = deque()  # (wait, release, rows)
-    ahead = AHEAD if kernel.native is not None and not write_predictions else 1
+    loop = _ShardLoop(kernel, chunk_rows, run_dir, write_predictions, progress, on_shard)
+    try:
+        for shard, start, X, release in prefetched_chunks(source, shards, chunk_rows, prefetch,
+                                                          kernel.device.type == "cuda", loop.ahead):
+            if shard is not loop.current:
+                loop.begin(shard)
+            loop.submit(X, start, release)
+            del X
+            loop.settle(loop.ahead - 1)
+        loop.settle(0)
+        if loop.current is not None:
+            loop.finish()
+    except BaseException as exc:
+        loop.abort(exc)
+        raise
+    return loop.done
 
-    def settle(keep: int) -> None:  # wait for all but `keep` chunks in flight, oldest first
-        nonlocal partial
-        while len(in_flight) > keep:
-            wait, release, rows = in_flight.popleft()
+
+class _ShardLoop:
+    """The state of `run_shards`: the shard being summed, its prediction file, and the chunks in flight."""
+
+    def __init__(self, kernel: ChunkKernel, chunk_rows: int, run_dir: RunDir | None, write_predictions: bool,
+                 progress: Callable[[int], None] | None, on_shard: ShardHook | None) -> None:
+        self.kernel, self.run_dir, self.write_predictions = kernel, run_dir, write_predictions
+        self.progress, self.on_shard = progress, on_shard
+        self.done: dict[int, Summary] = {}
+        self.current: Shard | None = None
+        self.partial: Summary | None = None
+        self.writer: PredictionWriter | None = None
+        self.y = np.empty(chunk_rows if write_predictions else 0, np.float32)
+        self.in_flight: deque[tuple[Callable[[], Summary], Release, int]] = deque()  # (wait, release, rows)
+        self.ahead = AHEAD if kernel.native is not None and not write_predictions else 1
+
+    def begin(self, shard: Shard) -> None:
+        """Finish the shard before (all its chunks in), then start summing `shard`."""
+        self.settle(0)
+        if self.current is not None:
+            self.finish()
+        self.current, self.partial = shard, Summary(edges=[float(e) for e in self.kernel.edges])
+        self.writer = None
+        if self.write_predictions and self.run_dir is not None:
+            self.writer = PredictionWriter(self.run_dir.shard_predictions_path(shard.index), shard.stop - shard.start)
+
+    def submit(self, X: np.ndarray, start: int, release: Release) -> None:
+        if self.writer is not None:
+            y_chunk, s = self.kernel(X, start, self.y)
+            self.writer.write(y_chunk)
+            self.in_flight.append((lambda s=s: s, release, X.shape[0]))  # type: ignore[misc]
+        else:
+            self.in_flight.append((self.kernel.start(X, start), release, X.shape[0]))  # y_hat never leaves the cache
+
+    def settle(self, keep: int) -> None:
+        """Wait for all but `keep` chunks in flight, oldest first."""
+        while len(self.in_flight) > keep:
+            wait, release, rows = self.in_flight.popleft()
             s = wait()
             del wait  # it held the chunk's rows: with it gone, `release` can unmap them at once
             release()
-            assert partial is not None
-            partial = partial.merge(s)
-            if progress is not None:
-                progress(rows)
+            assert self.partial is not None
+            self.partial = self.partial.merge(s)
+            if self.progress is not None:
+                self.progress(rows)
 
-    def finish() -> None:
-        assert current is not None and partial is not None
-        if writer is not None:
-            writer.close()
-        if run_dir is not None:
-            run_dir.write_shard(current.index, partial)
-        done[current.index] = partial
-        if on_shard is not None:
-            on_shard(current.index, partial)
+    def finish(self) -> None:
+        assert self.current is not None and self.partial is not None
+        if self.writer is not None:
+            self.writer.close()
+        if self.run_dir is not None:
+            self.run_dir.write_shard(self.current.index, self.partial)
+        self.done[self.current.index] = self.partial
+        if self.on_shard is not None:
+            self.on_shard(self.current.index, self.partial)
 
-    try:
-        for shard, start, X, release in prefetched_chunks(source, shards, chunk_rows, prefetch, pinned, ahead):
-            if shard is not current:
-                settle(0)
-                if current is not None:
-                    finish()
-                current, partial = shard, Summary(edges=[float(e) for e in kernel.edges])
-                writer = None
-                if write_predictions and run_dir is not None:
-                    writer = PredictionWriter(run_dir.shard_predictions_path(shard.index), shard.stop - shard.start)
-            if writer is not None:
-                y_chunk, s = kernel(X, start, y)
-                writer.write(y_chunk)
-                in_flight.append((lambda s=s: s, release, X.shape[0]))  # type: ignore[misc]
-            else:
-                in_flight.append((kernel.start(X, start), release, X.shape[0]))  # y_hat never leaves the cache
-            del X
-            settle(ahead - 1)
-        settle(0)
-        if current is not None:
-            finish()
-    except BaseException as exc:
-        if writer is not None and (current is None or current.index not in done):
-            writer.abort(exc)
-        raise
-    return done
+    def abort(self, exc: BaseException) -> None:
+        """On any error: an unfinished shard's prediction file never appears (its temporary file is removed)."""
+        if self.writer is not None and (self.current is None or self.current.index not in self.done):
+            self.writer.abort(exc)

@@ -29,6 +29,9 @@ _SPACING = 1.5
 _LAYER_X = (0.0, 3.2, 6.0)
 _ALONG = (0.5, 0.36, 0.64, 0.26, 0.74, 0.44, 0.56, 0.3, 0.7, 0.2, 0.8)  # candidate label positions on an edge
 _POS_COLOR, _NEG_COLOR, _ZERO_COLOR = "#1f5fa8", "#c0392b", "#999999"
+_Point = tuple[float, float]
+_Edge = tuple[_Point, _Point, Fraction, str]  # from, to, weight, name
+_Neuron = tuple[float, float, str]  # x, y, label
 
 
 def number_label(q: Fraction) -> str:
@@ -65,9 +68,6 @@ def draw_network(problem: Problem, activation1: str = "σ1", activation2: str = 
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Circle
-    from matplotlib.path import Path
-    from matplotlib.transforms import Bbox
 
     d, h = problem.d, problem.h
     if d > MAX_UNITS or h > MAX_UNITS:
@@ -93,20 +93,36 @@ def draw_network(problem: Problem, activation1: str = "σ1", activation2: str = 
     edges += [((x_hid, ys_hid[j]), (x_out, 0.0), problem.w2[j], f"w2[{j + 1}]") for j in range(h)]
     for (x0, y0), (x1, y1), w, _ in edges:
         ax.plot([x0, x1], [y0, y1], color=_edge_color(w), lw=1.2, zorder=1)
-
     neurons = ([(x_in, y, f"$x[{k + 1}]$") for k, y in enumerate(ys_in)]
                + [(x_hid, y, f"$a_1[{j + 1}]$") for j, y in enumerate(ys_hid)] + [(x_out, 0.0, r"$\hat{y}$")])
+    _draw_neurons(ax, problem, neurons, half, (activation1, activation2))
+    _label_weights(fig, ax, edges, neurons)
+    return fig
+
+
+def _draw_neurons(ax: Axes, problem: Problem, neurons: list[_Neuron], half: float,
+                  activations: tuple[str, str]) -> None:
+    """The neurons as labelled circles, the biases above them, and a caption over each layer."""
+    from matplotlib.patches import Circle
+
+    x_in, x_hid, x_out = _LAYER_X
     for x, y, label in neurons:
         ax.add_patch(Circle((x, y), _RADIUS, facecolor="white", edgecolor="black", lw=1.4, zorder=3))
         ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=4)
-    for j, y in enumerate(ys_hid):
+    for j, y in enumerate(_column(problem.h)):
         ax.text(x_hid, y + _RADIUS + 0.08, f"$b_1[{j + 1}]$ = {number_label(problem.b1[j])}", ha="center",
                 va="bottom", fontsize=8, color="#333333", zorder=4, gid=f"bias b1[{j + 1}]")
     ax.text(x_out, _RADIUS + 0.08, f"$b_2$ = {number_label(problem.b2)}", ha="center", va="bottom", fontsize=8,
             color="#333333", zorder=4, gid="bias b2")
     ax.text(x_in, half - 0.25, "input", ha="center", fontsize=9, style="italic")
-    ax.text(x_hid, half - 0.25, f"hidden ({activation1})", ha="center", fontsize=9, style="italic")
-    ax.text(x_out, half - 0.25, f"output ({activation2})", ha="center", fontsize=9, style="italic")
+    ax.text(x_hid, half - 0.25, f"hidden ({activations[0]})", ha="center", fontsize=9, style="italic")
+    ax.text(x_out, half - 0.25, f"output ({activations[1]})", ha="center", fontsize=9, style="italic")
+
+
+def _label_weights(fig: Figure, ax: Axes, edges: list[_Edge], neurons: list[_Neuron]) -> None:
+    """Each edge's weight, placed where it covers the fewest texts, neurons and other edges."""
+    from matplotlib.path import Path
+    from matplotlib.transforms import Bbox
 
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     taken = [_padded(t.get_window_extent(renderer), 2) for t in ax.texts]
@@ -118,7 +134,6 @@ def draw_network(problem: Problem, activation1: str = "σ1", activation2: str = 
         others = segments[:k] + segments[k + 1:]
         taken.append(_place_label(ax, renderer, (x0, y0), (x1, y1), number_label(w), f"weight {name}",
                                   _edge_color(w), taken, others))
-    return fig
 
 
 def _edge_color(w: Fraction) -> str:
