@@ -25,7 +25,7 @@ METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss"
 SUMMARY_FIELDS = ("test_accuracy", "test_loss", "best_test_accuracy", "best_epoch", "best_test_loss",
                   "test_accuracy_at_best_epoch", "onset_epoch", "selection", "epochs_run", "divergent", "divergence",
                   "stopped_early", "parameters", "device", "engine", "kernel", "wall_time_s", "run_dir")
-"""The facts of summary.json that `--json` prints for a run, in this order."""
+"""The facts of summary.json that `--format json` prints for a run, in this order."""
 
 
 class RunStore:
