@@ -137,3 +137,38 @@ def test_adam_in_small_pieces_gives_the_same_bits(monkeypatch):
         assert eager.run(epoch) == device.run(epoch)
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+
+
+def test_a_run_on_the_device_epoch_resumes_where_an_uninterrupted_one_ends(tmp_path, monkeypatch):
+    """train_run with the device-counter epoch (forced on CPU tensors, run eagerly): the checkpoint holds Adam's
+    shared step counter and the generator, so a run stopped after epoch 2 and resumed ends as the run that went
+    through, bit for bit, and its summary names the engine."""
+    from mlplab.mnist import epoch
+    from mlplab.mnist.runstore import RunStore
+
+    monkeypatch.setattr(epoch, "graphed_applies", lambda *args: True)
+    data = gaussian_clusters(330, D, 1, centre_seed=99, spread=1.5)
+    test = gaussian_clusters(100, D, 2, centre_seed=99, spread=1.5)
+    config = resolve_config(overrides=[f"model.input_size={D}", "model.hidden_sizes=[16, 8]",
+                                       "training.batch_size=32", "training.learning_rate=0.01",
+                                       "training.num_epochs=4", "training.device=cpu"])
+    full = train_run(config, data, test, RunStore(tmp_path / "full", figures=False), progress=False)
+    assert full["kernel"] == "device-loop"
+
+    class StopAfterTwo:
+        def start(self, *args):
+            pass
+
+        def log_epoch(self, epoch, metrics):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        def finish(self, summary):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, data, test, RunStore(tmp_path / "cut", figures=False), progress=False,
+                  trackers=[StopAfterTwo()])
+    resumed = train_run(config, data, test, RunStore(tmp_path / "cut", figures=False), progress=False, resume=True)
+    for key in ("final_train_loss", "test_loss", "test_accuracy", "epochs_run", "best_epoch"):
+        assert resumed[key] == full[key], key
