@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Part 3 on a CUDA GPU, one prepared script: the CUDA tests, graph vs eager on real MNIST, the eight
 # experiments all at once on the card and each alone, and the throughput benchmark (tutorial pipeline, plain
-# tensor loop, mlplab) with the share of the card's measured float32 matmul peak.
+# tensor loop, mlplab) with the share of the card's measured float32 matmul peak, and a profile of one
+# graphed step (benchmarks/profile_gpu_step.py).
 #
 #   MLPLAB_DATA=/folder/with/the/four/idx/files bash benchmarks/gpu_check.sh
 #
 # Needs python with a CUDA torch, numpy, matplotlib, tqdm, mpmath and pytest (PYTHON=... to choose); the repo's
-# src/ is used directly, nothing is installed. About 5 minutes on an H200. Writes under ${OUT:-$PWD/gpu_out}.
+# src/ is used directly, nothing is installed. About 8 minutes on an H200. Writes under ${OUT:-$PWD/gpu_out}.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -77,4 +78,7 @@ PYEOF
 step "throughput: tutorial pipeline, plain tensor loop, mlplab (one epoch; B=6: 2000 batches)"
 timeout 300 "$PY" benchmarks/bench_mnist_train.py --device cuda --batch-sizes 6 64 6400 \
     --variants tutorial tensor mlplab --repeats 2 --format markdown 2>&1 | grep -v "repeat"
+
+step "where a graphed step spends its time (profiler)"
+timeout 120 "$PY" benchmarks/profile_gpu_step.py --batch-sizes 6 64 2>&1 | tail -n 40
 step "done"
