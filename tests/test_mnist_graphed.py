@@ -104,13 +104,14 @@ def test_max_batches_and_init_adam_state():
 
 def test_applies_only_to_cuda_and_the_manual_engine(monkeypatch):
     _, model, optimizer, *_ = _setup(32, 0.01)
-    assert not applies(model, optimizer, torch.device("cpu"), "manual")
-    assert applies(model, optimizer, torch.device("cuda"), "manual")
-    assert not applies(model, optimizer, torch.device("cuda"), "autograd")
-    assert not applies(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.device("cuda"), "manual")
-    assert not applies(model, optimizer, torch.device("cuda"), "manual", steps_per_epoch=10)  # batch 6400
+    cuda, steps = torch.device("cuda"), 938  # batch 64
+    assert not applies(model, optimizer, torch.device("cpu"), "manual", steps)
+    assert applies(model, optimizer, cuda, "manual", steps)
+    assert not applies(model, optimizer, cuda, "autograd", steps)
+    assert not applies(model, torch.optim.SGD(model.parameters(), lr=0.1), cuda, "manual", steps)
+    assert not applies(model, optimizer, cuda, "manual", 10)  # batch 6400
     monkeypatch.setenv("MLPLAB_CUDA_GRAPHS", "0")
-    assert not applies(model, optimizer, torch.device("cuda"), "manual")
+    assert not applies(model, optimizer, cuda, "manual", steps)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -97,7 +97,7 @@ class ManualBackprop:
     @torch.no_grad()
     def step_indices(self, X_all: torch.Tensor, y_all: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Gather the batch rows `index` into the input buffers (no allocation), then `step`."""
-        X, y = self._buffers(index.shape[0])["io"][:2]
+        X, y = self.inputs(index.shape[0])
         torch.index_select(X_all, 0, index, out=X)
         torch.index_select(y_all, 0, index, out=y)
         return self.step(X, y)

@@ -23,7 +23,7 @@ from mlplab.mnist.adam import plain_adam, shared_step_counter
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.config import Config
 from mlplab.mnist.dropout import DropoutStream
-from mlplab.mnist.graphed import DIVERGENCE_THRESHOLD, DeviceEpoch
+from mlplab.mnist.graphed import DeviceEpoch, batch_sizes, epoch_loss, first_divergent
 from mlplab.mnist.graphed import applies as graphed_applies
 from mlplab.mnist.model import MLP
 from mlplab.mnist.native_step import NativeStep
@@ -87,8 +87,7 @@ class EpochRunner:
         self.flush = config.training.flush_denormals and X.device.type == "cpu"
         self.n = len(y)
         self.num_batches = math.ceil(self.n / self.B)
-        self.sizes = torch.tensor([min(self.B, self.n - b * self.B) for b in range(self.num_batches)],
-                                  dtype=torch.float64)
+        self.sizes = batch_sizes(self.n, self.B)
         self.dropout = DropoutStream(generator, model.dropout_rate)
         hand_written = config.training.engine == "manual"
         # small batches on a CPU: the compiled step (forward, backward and Adam in one call; see native_step)
@@ -144,18 +143,17 @@ class EpochRunner:
                 losses.append(self._step(perm[b * self.B:(b + 1) * self.B]))
             if b + 1 - checked >= _CHECK_EVERY or b == num_batches - 1:
                 chunk = read(checked, b + 1)  # the one device→host read per chunk
-                bad = torch.nonzero(~(chunk <= DIVERGENCE_THRESHOLD))  # NaN fails every comparison
-                if len(bad):
-                    i = checked + int(bad[0, 0])
-                    mean = float(read(0, i + 1) @ self.sizes[: i + 1] / self.sizes[: i + 1].sum())
-                    return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[i - checked])}
+                bad = first_divergent(chunk)
+                if bad is not None:
+                    i = checked + bad
+                    mean = epoch_loss(read(0, i + 1), self.sizes)[0]
+                    return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[bad])}
                 if bar is not None:
                     bar.update(b + 1 - checked)
                     bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}{note}",
                                         refresh=False)
                 checked = b + 1
-        mean = float(read(0, num_batches) @ self.sizes[:num_batches] / self.sizes[:num_batches].sum())
-        return mean, None
+        return epoch_loss(read(0, num_batches), self.sizes)[0], None
 
 
 def make_epoch_runner(config: Config, model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,

@@ -54,8 +54,37 @@ def _pieces(tensors: list[Any]) -> list[torch.Tensor]:
 MIN_STEPS = 64  # batches per epoch below which the eager loop is kept (see `applies`)
 
 
+def batch_sizes(n: int, batch_size: int) -> torch.Tensor:
+    """The rows of each batch of an epoch over n samples (float64: they weight the mean training loss).
+
+    >>> batch_sizes(10, 4).tolist()
+    [4.0, 4.0, 2.0]
+    """
+    return torch.tensor([min(batch_size, n - start) for start in range(0, n, batch_size)], dtype=torch.float64)
+
+
+def first_divergent(losses: torch.Tensor) -> int | None:
+    """Index of the first loss that is NaN or over DIVERGENCE_THRESHOLD (NaN fails every comparison), or None."""
+    bad = torch.nonzero(~(losses <= DIVERGENCE_THRESHOLD))
+    return int(bad[0, 0]) if len(bad) else None
+
+
+def epoch_loss(losses: torch.Tensor, sizes: torch.Tensor) -> tuple[float, int | None]:
+    """(mean of the batch losses up to and with the first divergent one, weighted by batch size; that batch's
+    index, or None; see `first_divergent`).
+
+    >>> epoch_loss(torch.tensor([1.0, 3.0, 2e3], dtype=torch.float64), batch_sizes(10, 4))
+    (401.6, 2)
+    >>> epoch_loss(torch.tensor([1.0, 3.0], dtype=torch.float64), batch_sizes(8, 4))
+    (2.0, None)
+    """
+    first = first_divergent(losses)
+    last = len(losses) if first is None else first + 1
+    return float(losses[:last] @ sizes[:last] / sizes[:last].sum()), first
+
+
 def applies(model: Any, optimizer: torch.optim.Optimizer, device: torch.device, engine: str,
-            steps_per_epoch: int = MIN_STEPS) -> bool:
+            steps_per_epoch: int) -> bool:
     """Whether a run can use this epoch: the hand-written engine, Adam as torch's fused kernel, on CUDA (the
     device-side logic also runs on a CPU, but there the compiled small-batch step and the eager loop are faster),
     and at least MIN_STEPS batches per epoch. With few, large batches a step is not bound by launches, and
@@ -98,26 +127,23 @@ class DeviceEpoch:
         self.full = n // B  # full batches; a last batch of n - full·B rows follows when that is not zero
         self.tail = n - self.full * B
         self.num_batches = math.ceil(n / B)
-        self.sizes = torch.tensor([B] * self.full + ([self.tail] if self.tail else []), dtype=torch.float64)
+        self.sizes = batch_sizes(n, B)
         self.p = float(model.dropout_rate)
         self.dropout = dropout if dropout is not None else DropoutStream(generator, self.p)
         self.engine = ManualBackprop(model, B, generator, self.dropout)
         init_adam_state(optimizer)
         group = optimizer.param_groups[0]
-        self.params = list(group["params"])
-        self.grads = [p.grad for p in self.params]
-        states = [optimizer.state[p] for p in self.params]
-        self.exp_avgs = [s["exp_avg"] for s in states]
-        self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        self.step_all = shared_step_counter(optimizer, self.params)
+        params = list(group["params"])
+        states = [optimizer.state[p] for p in params]
+        self.step_all = shared_step_counter(optimizer, params)
         # The fused kernel gives each block one chunk of 65,536 entries of one tensor, so the default model's
         # eight tensors keep a dozen of an H200's 132 multiprocessors busy (75 us a step, half of a batch-6
         # step). Handed as pieces of _ADAM_PIECE entries (views; the same arithmetic per entry, so the same
         # bits), it spreads over about forty blocks.
         self.adam_params, self.adam_grads, self.adam_avgs, self.adam_avg_sqs = (
-            _pieces(ts) for ts in (self.params, self.grads, self.exp_avgs, self.exp_avg_sqs))
-        self.adam_steps = [optimizer.state[p]["step"] for p in self.params
-                           for _ in range(math.ceil(p.numel() / _ADAM_PIECE))]
+            _pieces(ts) for ts in (params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                                   [s["exp_avg_sq"] for s in states]))
+        self.adam_steps = [s["step"] for p, s in zip(params, states) for _ in range(math.ceil(p.numel() / _ADAM_PIECE))]
         self.beta1, self.beta2 = group["betas"]
         self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
 
@@ -246,13 +272,10 @@ class DeviceEpoch:
             if steps > self.full:
                 self._replay("tail")
         losses = self.losses[:steps].double().cpu()  # the epoch's one device→host read
-        bad = torch.nonzero(~(losses <= DIVERGENCE_THRESHOLD))
-        last = steps if not len(bad) else int(bad[0, 0]) + 1
-        mean = float(losses[:last] @ self.sizes[:last] / self.sizes[:last].sum())
+        mean, bad = epoch_loss(losses, self.sizes)
+        last = steps if bad is None else bad + 1
         if bar is not None:
             bar.update(last)
             bar.set_postfix_str(f"batch {last}/{self.num_batches} loss {float(losses[last - 1]):.4f}{note}",
                                 refresh=False)
-        if len(bad):
-            return mean, {"epoch": epoch, "batch": last, "loss": float(losses[last - 1])}
-        return mean, None
+        return mean, None if bad is None else {"epoch": epoch, "batch": last, "loss": float(losses[last - 1])}

@@ -66,6 +66,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _check_jobs(requested: int | None) -> None:
+    if requested is not None and requested < 1:
+        raise MlplabError(f"--jobs must be at least 1, got {requested}", hint="pass --jobs 1 to run one at a time")
+
+
 def choose_jobs(n_runs: int, requested: int | None = None, cores: int | None = None) -> tuple[int, int]:
     """(parallel runs, threads per run). By default as many runs as cores, one thread each.
 
@@ -73,8 +78,7 @@ def choose_jobs(n_runs: int, requested: int | None = None, cores: int | None = N
     ((2, 1), (1, 2), (1, 2))
     """
     cores = cores or available_cores()
-    if requested is not None and requested < 1:
-        raise MlplabError(f"--jobs must be at least 1, got {requested}", hint="pass --jobs 1 to run one at a time")
+    _check_jobs(requested)
     jobs = max(1, min(n_runs, requested if requested is not None else cores))
     return jobs, max(1, cores // jobs)
 
@@ -188,19 +192,16 @@ def _stop_workers(pool: Executor) -> None:
 def on_one_gpu(plans: Sequence[RunPlan], options: SweepOptions) -> bool:
     """Whether the runs train on CUDA: then they all run at once in threads of this process, one CUDA stream
     each, sharing the GPU (a GPU has room for many small models; processes would take turns on it)."""
-    import torch
-
-    from mlplab.device import get_device
+    from mlplab.device import get_device  # (imports torch: kept out of this module's import, as in `execute`)
 
     choices = {options.device or p.config.training.device for p in plans}
-    return len(plans) > 1 and all(get_device(c).type == "cuda" for c in choices) and torch.cuda.is_available()
+    return len(plans) > 1 and all(get_device(c).type == "cuda" for c in choices)  # CUDA only where available
 
 
 def schedule(todo: Sequence[RunPlan], options: SweepOptions, jobs: int | None = None) -> tuple[int, int, bool]:
     """(runs at a time, CPU threads per run, whether they share one GPU) for the runs still to do."""
     if on_one_gpu(todo, options):
-        if jobs is not None and jobs < 1:
-            choose_jobs(1, jobs)  # the same error message
+        _check_jobs(jobs)
         return min(len(todo), jobs or len(todo)), 1, True
     return (*choose_jobs(max(1, len(todo)), jobs), False)
 
