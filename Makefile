@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 lint: dev
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks conftest.py
 
 typecheck: dev
 	$(PY) -m mypy

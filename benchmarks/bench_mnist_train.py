@@ -13,7 +13,9 @@ epoch (or the first --max-batches batches) with
              (shown only where it differs from `mlplab`: batches of at most 8 rows on a CPU);
   mlplab     mlplab's default trainer: as mlplab-torch, except that batches of at most 8 rows on a CPU go
              through the compiled step of mlplab.mnist.native_step (forward, backward and Adam in one C call),
-             and on CUDA every step is a replay of one captured CUDA graph (mlplab.mnist.graphed),
+             and on CUDA every step is a replay of one captured CUDA graph (mlplab.mnist.graphed);
+  mlplab-triton  on CUDA only: as mlplab, with the step's kernels fused by Triton (mlplab.mnist.fused_step,
+             `MLPLAB_TRITON=1`), about ten kernels a step instead of about forty,
 
 and prints samples/s, the speed-up over the tutorial, and the achieved GFLOP/s = 6 × parameters × samples/s
 (2 FLOPs per multiply-add, forward 1×, backward 2× the forward) as a fraction of the best torch.mm GFLOP/s
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +50,7 @@ from mlplab.mnist.native_step import MAX_ROWS
 from mlplab.mnist.train import build_model, make_optimizer
 from mlplab.tables import Table
 
-VARIANTS = ("tutorial", "tensor", "mlplab-torch", "mlplab")
+VARIANTS = ("tutorial", "tensor", "mlplab-torch", "mlplab", "mlplab-triton")
 DEFAULT_MAX_BATCHES = {6: 2000}  # B=6 with the tutorial pipeline takes minutes per epoch; 12,000 samples suffice
 
 
@@ -111,7 +114,7 @@ def time_tutorial(images: np.ndarray, labels: np.ndarray, B: int, max_batches: i
 
 
 def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engine: str,
-                seed: int, allow_native: bool = True) -> tuple[int, float]:
+                seed: int, allow_native: bool = True, triton: bool = False) -> tuple[int, float]:
     config = resolve_config(overrides=[f"training.batch_size={B}", f"training.engine={engine}",
                                        f"training.seed={seed}"])
     torch.manual_seed(seed)
@@ -119,7 +122,12 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device=X.device)
     generator.manual_seed(seed)
-    runner = make_epoch_runner(config, model, optimizer, X, y, generator, allow_native=allow_native)
+    before = os.environ.get("MLPLAB_TRITON")
+    os.environ["MLPLAB_TRITON"] = "1" if triton else "0"  # read when the runner is made
+    try:
+        runner = make_epoch_runner(config, model, optimizer, X, y, generator, allow_native=allow_native)
+    finally:
+        os.environ.pop("MLPLAB_TRITON") if before is None else os.environ.update(MLPLAB_TRITON=before)
     runner.run(0, max_batches=3)  # warm-up: first-call allocations and kernel selection
     tick = time.perf_counter()
     runner.run(1, max_batches=max_batches)  # ends by reading the losses back: the device is synchronized
@@ -128,8 +136,10 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
 
 
 def variants_for(variants: list[str], B: int, device: torch.device) -> list[str]:
-    """`mlplab-torch` differs from `mlplab` only where the compiled step applies (a CPU, at most MAX_ROWS rows)."""
-    return [v for v in variants if v != "mlplab-torch" or (B <= MAX_ROWS and device.type == "cpu")]
+    """`mlplab-torch` differs from `mlplab` only where the compiled step applies (a CPU, at most MAX_ROWS rows);
+    `mlplab-triton` runs on CUDA only."""
+    return [v for v in variants if (v != "mlplab-torch" or (B <= MAX_ROWS and device.type == "cpu"))
+            and (v != "mlplab-triton" or device.type == "cuda")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     n, dt = time_tutorial(images, labels, B, cap, seed=r, device=device)
                 else:
                     n, dt = time_mlplab(X, y, B, cap, "autograd" if variant == "tensor" else "manual", seed=r,
-                                        allow_native=variant != "mlplab-torch")
+                                        allow_native=variant != "mlplab-torch", triton=variant == "mlplab-triton")
                 results[(variant, B)] = max(results.get((variant, B), 0.0), n / dt)
                 print(f"B={B} {variant} repeat {r + 1}: {n} samples, {n / dt:,.0f} samples/s", file=sys.stderr)
         peak = max(peak, mm_peak_gflops(device, repeats=2))  # measured again: the machine's best moment counts

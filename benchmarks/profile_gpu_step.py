@@ -3,21 +3,22 @@ the kernels that take longest (torch profiler), for the default MLP on MNIST at 
 
     MLPLAB_DATA=/folder/with/idx python benchmarks/profile_gpu_step.py --batch-sizes 6 64
 
-The step is `mlplab.mnist.graphed.DeviceEpoch`'s full-batch graph, replayed `--replays` times within one epoch
-(the step counter is reset before it would run past the epoch's last full batch). Without CUDA it says so and
-exits with status 2.
+The step is `mlplab.mnist.graphed.DeviceEpoch`'s full-batch graph, of torch kernels or of the fused Triton
+kernels (`--step`), replayed `--replays` times within one epoch (the step counter is reset before it would run
+past the epoch's last full batch). Without CUDA it says so and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import torch
 
 
-def profile(batch: int, replays: int, rows: int) -> None:
+def profile(batch: int, replays: int, rows: int, triton: bool) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -34,8 +35,9 @@ def profile(batch: int, replays: int, rows: int) -> None:
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
+    os.environ["MLPLAB_TRITON"] = "1" if triton else "0"  # read when the runner is made
     runner = make_epoch_runner(config, model, optimizer, X, y, generator)
-    if runner.kernel != "cuda-graph":
+    if not runner.kernel.endswith("cuda-graph"):
         print(f"batch {batch}: the run uses {runner.kernel!r}, not CUDA graphs; nothing to profile")
         return
     runner.run(0, max_batches=3)  # captures the graphs
@@ -56,8 +58,8 @@ def profile(batch: int, replays: int, rows: int) -> None:
         replay(20)
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
-    print(f"batch {batch}: {1e6 * per_step:.1f} us per step ({replays} replays), {len(kernels) / 20:.0f} kernels "
-          f"per step, {batch / per_step:,.0f} samples/s")
+    print(f"batch {batch}, {runner.kernel}: {1e6 * per_step:.1f} us per step ({replays} replays), "
+          f"{len(kernels) / 20:.0f} kernels per step, {batch / per_step:,.0f} samples/s")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=60))
 
 
@@ -66,13 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[6, 64])
     parser.add_argument("--replays", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=15, help="kernels shown per batch size")
+    parser.add_argument("--step", choices=["torch", "triton", "both"], default="both",
+                        help="the torch kernels, the fused Triton kernels (mlplab.mnist.fused_step), or both")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_gpu_step: no CUDA device here; run it on a machine with a GPU", file=sys.stderr)
         return 2
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     for batch in args.batch_sizes:
-        profile(batch, args.replays, args.rows)
+        for triton in {"torch": [False], "triton": [True], "both": [False, True]}[args.step]:
+            profile(batch, args.replays, args.rows, triton)
     return 0
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from mlplab.mnist import fused_step
 from mlplab.mnist.adam import plain_adam, shared_step_counter
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.dropout import DropoutStream, keep_flags_torch
@@ -119,7 +120,7 @@ class DeviceEpoch:
 
     def __init__(self, model: Any, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator, batch_size: int, dropout: DropoutStream | None = None,
-                 capture: bool | None = None) -> None:
+                 capture: bool | None = None, fused: bool | None = None) -> None:
         self.model, self.optimizer, self.X, self.y, self.generator = model, optimizer, X, y, generator
         dev = X.device
         self.n = n = len(y)
@@ -131,6 +132,29 @@ class DeviceEpoch:
         self.p = float(model.dropout_rate)
         self.dropout = dropout if dropout is not None else DropoutStream(generator, self.p)
         self.engine = ManualBackprop(model, B, generator, self.dropout)
+        self._bind_adam(optimizer)
+        widths = [layer.out_features for layer in self.engine.layers[:-1]]  # hidden layers
+        self.H = sum(widths)
+        offsets = [sum(widths[:k]) for k in range(len(widths))]
+        dtype = self.engine.layers[0].weight.dtype
+        self.perm = torch.empty(n, dtype=torch.int64, device=dev)
+        self.perm2d = self.perm[: self.full * B].view(self.full, B)
+        self.b = torch.zeros(1, dtype=torch.int64, device=dev)  # the step counter the full-batch step reads
+        self.losses = torch.zeros(self.num_batches, dtype=dtype, device=dev)
+        self.dead = torch.zeros((), dtype=torch.float32, device=dev)  # 1 after the first divergent loss
+        self.alive = torch.ones((), dtype=torch.float32, device=dev)
+        self.threshold = torch.tensor(DIVERGENCE_THRESHOLD, dtype=dtype, device=dev)
+        self.one = torch.ones((), dtype=torch.float32, device=dev)
+        self._mask_buffers(widths, offsets, dtype, dev)
+        self.capture = dev.type == "cuda" if capture is None else capture
+        self.graphs: dict[str, torch.cuda.CUDAGraph] = {}
+        if fused is None:
+            fused = fused_step.wanted(dev) and fused_step.supports(model)
+        self.fused = fused_step.FusedStep(self, DIVERGENCE_THRESHOLD) if fused else None
+        self.kernel = ("triton-" if fused else "") + ("cuda-graph" if self.capture else "device-loop")
+
+    def _bind_adam(self, optimizer: torch.optim.Optimizer) -> None:
+        """Adam's state (created now if absent), its step counters as one tensor, and its tensors in pieces."""
         init_adam_state(optimizer)
         group = optimizer.param_groups[0]
         params = list(group["params"])
@@ -147,22 +171,13 @@ class DeviceEpoch:
         self.beta1, self.beta2 = group["betas"]
         self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
 
-        widths = [layer.out_features for layer in self.engine.layers[:-1]]
-        self.H = sum(widths)
-        offsets = [sum(widths[:k]) for k in range(len(widths))]
-        dtype = self.engine.layers[0].weight.dtype
-        self.perm = torch.empty(n, dtype=torch.int64, device=dev)
-        self.perm2d = self.perm[: self.full * B].view(self.full, B)
-        self.b = torch.zeros(1, dtype=torch.int64, device=dev)  # the step counter the full-batch step reads
-        self.losses = torch.zeros(self.num_batches, dtype=dtype, device=dev)
-        self.dead = torch.zeros((), dtype=torch.float32, device=dev)  # 1 after the first divergent loss
-        self.alive = torch.ones((), dtype=torch.float32, device=dev)
-        self.threshold = torch.tensor(DIVERGENCE_THRESHOLD, dtype=dtype, device=dev)
-        self.one = torch.ones((), dtype=torch.float32, device=dev)
+    def _mask_buffers(self, widths: list[int], offsets: list[int], dtype: torch.dtype, dev: torch.device) -> None:
+        """The epoch's dropout flags (`masks`, in stream order) and the views each step reads them through."""
+        B = self.B
         self.full_masks: list[torch.Tensor] | None = None
         self.tail_masks: list[torch.Tensor] | None = None
         if self.p > 0:
-            self.masks = torch.empty(n * self.H, dtype=dtype, device=dev)  # the epoch's 0/1 flags, stream order
+            self.masks = torch.empty(self.n * self.H, dtype=dtype, device=dev)  # the epoch's 0/1 flags, stream order
             self.mask2d = self.masks[: self.full * B * self.H].view(self.full, B * self.H)
             self.mask_row = torch.empty(1, B * self.H, dtype=dtype, device=dev)
             row = self.mask_row.view(-1)
@@ -170,9 +185,6 @@ class DeviceEpoch:
             rest = self.masks[self.full * B * self.H:]
             self.tail_masks = [rest[self.tail * o: self.tail * (o + w)].view(self.tail, w)
                                for o, w in zip(offsets, widths)]
-        self.capture = dev.type == "cuda" if capture is None else capture
-        self.graphs: dict[str, torch.cuda.CUDAGraph] = {}
-        self.kernel = "cuda-graph" if self.capture else "device-loop"
 
     # -- the two steps, as they are captured ---------------------------------------------------------------
     def _adam_and_bookkeeping(self, loss: torch.Tensor, slot: torch.Tensor | None, index: int) -> None:
@@ -190,6 +202,9 @@ class DeviceEpoch:
         torch.sub(self.one, self.dead, out=self.alive)
 
     def _full_step(self) -> None:
+        if self.fused is not None:
+            self.fused.launch(self.b, self.B, advance=True)
+            return
         rows = torch.index_select(self.perm2d, 0, self.b).view(-1)  # (B,) sample indices of batch b
         X, y = self.engine.inputs(self.B)
         torch.index_select(self.X, 0, rows, out=X)
@@ -201,6 +216,9 @@ class DeviceEpoch:
         self.b.add_(1)
 
     def _tail_step(self) -> None:
+        if self.fused is not None:
+            self.fused.launch(self.fused.tail_index, self.tail, advance=False)
+            return
         X, y = self.engine.inputs(self.tail)
         rows = self.perm[self.full * self.B:]
         torch.index_select(self.X, 0, rows, out=X)
@@ -253,7 +271,8 @@ class DeviceEpoch:
                 self._capture()
             except RuntimeError as exc:  # a torch or driver that cannot capture: run the same steps eagerly
                 warnings.warn(f"CUDA graph capture failed ({exc}); training with eager device steps", stacklevel=2)
-                self.capture, self.kernel, self.graphs = False, "device-loop", {}
+                self.capture, self.graphs = False, {}
+                self.kernel = self.kernel.replace("cuda-graph", "device-loop")
         if self.capture:
             self.graphs[name].replay()
         else:
