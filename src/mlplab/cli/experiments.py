@@ -98,7 +98,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
-    from mlplab.mnist.sweep import RunPlan, SweepOptions, plan_sweep, run_sweep, schedule
+    from mlplab.mnist.sweep import RunPlan, SweepOptions, describe_schedule, plan_sweep, run_sweep, schedule
 
     out = results_dir(args.out, args.epochs)
     plans = plan_sweep(select_experiments(names), out, epochs=args.epochs, overrides=args.overrides)
@@ -109,8 +109,7 @@ def _run(args: argparse.Namespace, names: list[str], jobs: int | None) -> int:
     for plan in plans:
         say(f"{plan.name}: {_STATE_WORDS[plan.state]} ({plan.run_dir})")
     if todo:
-        where = "on one GPU, a CUDA stream each" if gpu else f"with {threads} thread(s) each"
-        say(f"running {len(todo)} run(s), {n_jobs} at a time {where}")
+        say(f"running {len(todo)} run(s), {describe_schedule(n_jobs, threads, gpu)}")
 
     def done(plan: RunPlan, summary: dict[str, Any]) -> None:
         if plan.state != "done":

@@ -206,6 +206,15 @@ def schedule(todo: Sequence[RunPlan], options: SweepOptions, jobs: int | None = 
     return (*choose_jobs(max(1, len(todo)), jobs), False)
 
 
+def describe_schedule(jobs: int, threads: int, gpu: bool) -> str:
+    """How runs share the machine, as the sweep and the reproduce plan log it (see `schedule`).
+
+    >>> describe_schedule(2, 1, False), describe_schedule(8, 1, True)
+    ('2 at a time with 1 thread(s) each', '8 at a time on one GPU, a CUDA stream each')
+    """
+    return f"{jobs} at a time " + ("on one GPU, a CUDA stream each" if gpu else f"with {threads} thread(s) each")
+
+
 def run_sweep(plans: Sequence[RunPlan], options: SweepOptions, jobs: int | None = None,
               on_done: Callable[[RunPlan, dict[str, Any]], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run every plan (done ones are read back), `jobs` at a time; return summaries keyed by run name, in the

@@ -198,7 +198,7 @@ def _mnist_steps(settings: Settings, log: Callable[[str], None], code: str) -> l
     # Runs side by side: each step's share of the wall time of the whole parallel batch, longest run first.
     wall = parallel_wall([cost[p.name] for p in pending], n_jobs)
     share = wall / max(sum(cost[p.name] for p in pending), 1e-9)
-    batch = _MnistBatch([p for p in pending], settings, n_jobs, threads, log)
+    batch = _MnistBatch([p for p in pending], settings, n_jobs, threads, gpu, log)
     steps = []
     for plan in plans:
         parallel = n_jobs > 1 and plan in pending
@@ -279,10 +279,10 @@ def _calibration(results_dir: Path) -> float:
 class _MnistBatch:
     """Runs pending MNIST experiments: one at a time per step, or all at once (`jobs` > 1) on the first step."""
 
-    def __init__(self, pending: list[Any], settings: Settings, jobs: int, threads: int,
+    def __init__(self, pending: list[Any], settings: Settings, jobs: int, threads: int, gpu: bool,
                  log: Callable[[str], None]) -> None:
         self.pending, self.settings = pending, settings
-        self.jobs, self.threads, self.log = jobs, threads, log
+        self.jobs, self.threads, self.gpu, self.log = jobs, threads, gpu, log  # gpu: the runs share one GPU
         self.summaries: dict[str, dict[str, Any]] = {}
         self.error: str | None = None
         self.started = False
@@ -294,7 +294,8 @@ class _MnistBatch:
         if self.jobs > 1 and plan in self.pending:
             if not self.started:
                 self.started = True
-                self.log(f"MNIST: {len(self.pending)} runs, {self.jobs} at a time with {self.threads} thread(s) each")
+                shared = sweep.describe_schedule(self.jobs, self.threads, self.gpu)
+                self.log(f"MNIST: {len(self.pending)} runs, {shared}")
                 try:
                     sweep.run_sweep(self.pending, self.options(), jobs=self.jobs, on_done=self._done)
                 except MlplabError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -262,24 +261,6 @@ def listing_source(text: str) -> str:
         return "(*@" + unicode_to_latex(match.group(0)) + "@*)"
 
     return re.sub(r"[^\x00-\x7f]+", repl, text.replace("(*@", "( *@"))
-
-
-def write_listings(source_root: Path, report_dir: Path) -> tuple[str, int]:
-    """Copy every `.py` file under `source_root` into `report/code/` and return the appendix LaTeX."""
-    out = ["\\section{Source code}\\label{app:code}",
-           "The complete source of the \\texttt{mlplab} package, as run to produce this report.", ""]
-    count = 0
-    code_dir = report_dir / "code"
-    if code_dir.exists():
-        shutil.rmtree(code_dir)
-    for path in sorted(source_root.rglob("*.py")):
-        rel = path.relative_to(source_root.parent)
-        dest = code_dir / Path(*rel.parts[:-1]) / (rel.stem + ".py.txt")
-        atomic_write_text(dest, listing_source(path.read_text(encoding="utf-8")))
-        out += [f"\\subsection*{{\\texttt{{{tex(rel.as_posix())}}}}}",
-                f"\\lstinputlisting[language=Python]{{{dest.relative_to(report_dir).as_posix()}}}", ""]
-        count += 1
-    return "\n".join(out), count
 
 
 def markdown_to_latex(md: str) -> str:
