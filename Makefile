@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
+# constraints.txt pins what `make constraints` resolved on Python 3.11, and some of its pins need 3.11 (numpy 2.4,
+# for one); on Python 3.10 the ranges of pyproject.toml apply instead.
+PINS   := $(shell $(PYTHON) -c 'import sys; print("-c constraints.txt" if sys.version_info >= (3, 11) else "")')
+PIP    := $(PY) -m pip install -q --disable-pip-version-check $(PINS)
 
 .PHONY: install dev test lint typecheck reproduce quick bench clean constraints wheel-check
 
