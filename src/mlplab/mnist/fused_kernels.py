@@ -3,8 +3,9 @@
 
 On a GPU Triton compiles them; with TRITON_INTERPRET=1 in the environment when this module is imported, Triton's
 interpreter runs them on CPU tensors, which is how the tests check them against the eager step. Every product
-runs in full float32 (`input_precision="ieee"`: no TF32), every block size is a power of two and at least 16
-(what `tl.dot` asks).
+runs in full float32 (`input_precision="ieee"`: no TF32), divisions and square roots are rounded as IEEE asks
+(`div_rn`, `sqrt_rn`: Triton's `/` and `sqrt` are faster approximations on a GPU), and every block size is a
+power of two and at least 16 (what `tl.dot` asks).
 
 Notation as in `backprop.py`: rows r of the batch (n of them), A'_k the masked activations relu(Z_k)⊙m_k, the
 dropout scale s = 1/(1-p) passed as `alpha` to the products that read A'_k.
@@ -82,7 +83,7 @@ def loss_kernel(a_in, w, bias, dz, labels, perm, step_ptr, losses, dead, skip, s
         z = acc * alpha + b[None, :]
         if SOFTMAX_OUT:  # the model outputs probabilities, and the loss treats them as logits
             e = tl.where(c_ok[None, :], tl.exp(z - tl.max(tl.where(c_ok[None, :], z, -1e30), 1)[:, None]), 0.0)
-            probs = e / tl.sum(e, 1)[:, None]
+            probs = tl.div_rn(e, tl.sum(e, 1)[:, None])
             z = probs
         shifted = z - tl.max(tl.where(c_ok[None, :], z, -1e30), 1)[:, None]
         ex = tl.where(c_ok[None, :], tl.exp(shifted), 0.0)
@@ -91,7 +92,7 @@ def loss_kernel(a_in, w, bias, dz, labels, perm, step_ptr, losses, dead, skip, s
         hit = rc[None, :] == label[:, None]
         logp = shifted - tl.log(sum_ex)[:, None]
         total += tl.where(row_ok, -tl.sum(tl.where(hit, logp, 0.0), 1), 0.0)
-        g = (ex / sum_ex[:, None] - tl.where(hit, 1.0, 0.0)) * inv_n
+        g = (tl.div_rn(ex, sum_ex[:, None]) - tl.where(hit, 1.0, 0.0)) * inv_n
         if SOFTMAX_OUT:  # back through the softmax: s ⊙ (g − Σ_j g_j s_j)
             g = probs * (g - tl.sum(g * probs, 1)[:, None])
         tl.store(dz + rm[:, None] * C + rc[None, :], g, mask=row_ok[:, None] & c_ok[None, :])
@@ -123,7 +124,7 @@ def bookkeeping(loss, dead, skip, steps, powers, scalars, n_steps, threshold, BT
     bc1 = 1.0 - p1
     bc1 = tl.where(bc1 > 0.0, bc1, 1.0)  # t = 0 only before the first update, when Adam is skipped anyway
     tl.store(scalars, (tl.load(powers + 4) / bc1).to(tl.float32))
-    tl.store(scalars + 1, tl.sqrt((1.0 - p2).to(tl.float32)))
+    tl.store(scalars + 1, tl.sqrt_rn((1.0 - p2).to(tl.float32)))
 
 
 @triton.jit
@@ -193,4 +194,4 @@ def adam_update(p_ptr, m_ptr, v_ptr, at, ok, g, beta1, beta2, eps, weight_decay,
     v = beta2 * tl.load(v_ptr + at, mask=ok, other=0.0) + (1.0 - beta2) * g * g
     tl.store(m_ptr + at, m, mask=ok)
     tl.store(v_ptr + at, v, mask=ok)
-    tl.store(p_ptr + at, p - step_size * m / (tl.sqrt(v) / bc2_sqrt + eps), mask=ok)
+    tl.store(p_ptr + at, p - tl.div_rn(step_size * m, tl.div_rn(tl.sqrt_rn(v), bc2_sqrt) + eps), mask=ok)

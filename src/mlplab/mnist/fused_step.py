@@ -95,7 +95,7 @@ class FusedStep:
         offsets = [sum(self.widths[:j]) for j in range(len(self.widths))]
         L = len(self.W)
         src = e.X
-        BM = _block(n, 64)
+        BM = _block(n, 64)  # rows per program (the loss kernel takes 32: at 64 ptxas spills registers for sm_90)
         for j in range(L - 1):
             K, N = (self.d if j == 0 else self.widths[j - 1]), self.widths[j]
             BN, BK = _block(N, 32), _block(K, 64)
@@ -109,7 +109,7 @@ class FusedStep:
             self.act[-1], self.W[-1], self.b[-1], self.dz[-1], e.y, e.perm, step, e.losses, e.dead, self.skip,
             e.step_all, self.powers, self.scalars, n, e.B, K, C, e.step_all.numel(), self._alpha(L - 1), 1.0 / n,
             self.threshold, SOFTMAX_OUT=bool(e.model.softmax_output), ADVANCE=advance,
-            BM=BM, BC=_block(C, 1 << 30), BK=_block(K, 64), BT=_block(e.step_all.numel(), 1 << 30))
+            BM=_block(n, 32), BC=_block(C, 1 << 30), BK=_block(K, 64), BT=_block(e.step_all.numel(), 1 << 30))
         for j in range(L - 1, -1, -1):
             O, I = self.widths[j], (self.d if j == 0 else self.widths[j - 1])
             if j > 0:  # needs W_j before its update
