@@ -194,3 +194,10 @@ def test_the_kernels_compile_for_an_h100():
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["compiled", "7"]
+
+
+def test_models_the_kernels_do_not_handle_are_refused():
+    epoch, model, optimizer, generator = _epoch(32, 0.01, "[16, 8]")
+    model.double()
+    with pytest.raises(ValueError, match="float32 MLP"):
+        DeviceEpoch(model, optimizer, epoch.X.double(), epoch.y, generator, 32, capture=False, fused=True)

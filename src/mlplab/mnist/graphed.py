@@ -22,6 +22,8 @@ steps still run, without updating anything. A diverged run ends, so nothing down
 On CUDA (`capture=True`) the full-batch step and the last, smaller step are each captured once as a CUDA
 graph (after two warm-up steps run with `dead = 1`, which change nothing) and replayed. Everywhere else the
 same step functions run eagerly, which is how the CPU tests check this module against the eager trainer.
+With `fused=True` (on CUDA: `MLPLAB_TRITON=1`) a step is the few Triton kernels of `fused_step.FusedStep`
+instead of torch's kernels, with the same counters, flags and bookkeeping.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class DeviceEpoch:
         self.graphs: dict[str, torch.cuda.CUDAGraph] = {}
         if fused is None:
             fused = fused_step.wanted(dev) and fused_step.supports(model)
+        elif fused and not fused_step.supports(model):
+            raise ValueError("the fused step needs a float32 MLP with at least one hidden layer")
         self.fused = fused_step.FusedStep(self, DIVERGENCE_THRESHOLD) if fused else None
         self.kernel = ("triton-" if fused else "") + ("cuda-graph" if self.capture else "device-loop")
 
