@@ -269,14 +269,31 @@ class DeviceEpoch:
         self.dead.zero_()
         self.alive.fill_(1.0)
 
+    def _capture_or_fall_back(self) -> None:
+        """Capture the graphs. If the fused kernels fail (a Triton that cannot compile them: the warm-up, with
+        dead = 1, changed nothing), capture torch's step instead; if capturing fails (a torch or driver that
+        cannot), run the same steps eagerly. Either way with a warning."""
+        try:
+            self._capture()
+            return
+        except Exception as exc:
+            if self.fused is None and not isinstance(exc, RuntimeError):
+                raise
+            failed = exc
+        if self.fused is not None:
+            warnings.warn(f"the fused Triton step failed ({type(failed).__name__}: {failed}); training with torch's "
+                          "kernels", stacklevel=3)
+            self.fused, self.graphs = None, {}
+            self.kernel = self.kernel.removeprefix("triton-")
+            self._capture_or_fall_back()
+            return
+        warnings.warn(f"CUDA graph capture failed ({failed}); training with eager device steps", stacklevel=3)
+        self.capture, self.graphs = False, {}
+        self.kernel = self.kernel.replace("cuda-graph", "device-loop")
+
     def _replay(self, name: str) -> None:
         if self.capture and not self.graphs:
-            try:
-                self._capture()
-            except RuntimeError as exc:  # a torch or driver that cannot capture: run the same steps eagerly
-                warnings.warn(f"CUDA graph capture failed ({exc}); training with eager device steps", stacklevel=2)
-                self.capture, self.graphs = False, {}
-                self.kernel = self.kernel.replace("cuda-graph", "device-loop")
+            self._capture_or_fall_back()
         if self.capture:
             self.graphs[name].replay()
         else:
