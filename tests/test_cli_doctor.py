@@ -76,3 +76,15 @@ def test_mlplab_native_0_is_reported_and_strict_refuses_it(tmp_path):
     found = json.loads(done.stdout)
     assert set(found["kernels"].values()) == {"torch: switched off by MLPLAB_NATIVE=0"}
     assert done.stderr.splitlines()[-1].startswith("mlplab doctor: not healthy: ")
+
+
+def test_names_triton_and_the_step_a_gpu_run_would_use(monkeypatch, capsys):
+    from mlplab import doctor
+
+    assert main(["doctor", "--format", "json"]) in (0, 1)
+    assert "triton" in json.loads(capsys.readouterr().out)["versions"]
+    monkeypatch.setattr(doctor.fused_step, "available", lambda: True)
+    assert doctor.gpu_step({"MLPLAB_TRITON": "1"}) == "CUDA graphs of fused Triton kernels (MLPLAB_TRITON=1)"
+    monkeypatch.setattr(doctor.fused_step, "available", lambda: False)
+    assert "not installed" in doctor.gpu_step({"MLPLAB_TRITON": "1"})
+    assert doctor.gpu_step({"MLPLAB_TRITON": "1", "MLPLAB_CUDA_GRAPHS": "0"}).startswith("torch kernels, no CUDA")

@@ -7,9 +7,11 @@ corrupt MNIST file is, and so is a kernel on torch when `strict` (CI: a C file m
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import torch
 from mlplab import __version__
 from mlplab.device import get_device
 from mlplab.errors import MlplabError
-from mlplab.mnist import dropout, native_step
+from mlplab.mnist import dropout, fused_step, native_step
 from mlplab.mnist.data import default_data_dir
 from mlplab.mnist.fetch import MNIST_FILES, FileCheck, verify_mnist
 from mlplab.mnist.sweep import available_cores
@@ -101,12 +103,15 @@ def diagnose(data_dir: Path | None = None, *, strict: bool = False) -> Diagnosis
     """
     problems: list[str] = []
     device = _device(problems)
+    versions = _versions()
+    if device.startswith("cuda"):
+        versions["GPU step"] = gpu_step()
     kernels = {k.name: _kernel_status(k) for k in KERNELS}
     on_torch = [f"{name} runs on torch ({why.removeprefix('torch: ')})"
                 for name, why in kernels.items() if why != "native"]
     folder = data_dir if data_dir is not None else default_data_dir()
     data = verify_mnist(folder)
-    diagnosis = Diagnosis(_versions(), device, torch.get_num_threads(), available_cores(), kernels, folder, data,
+    diagnosis = Diagnosis(versions, device, torch.get_num_threads(), available_cores(), kernels, folder, data,
                           {"kernels": loader.cache_dir(), "MNIST": folder}, problems)
     (problems if strict else diagnosis.warnings).extend(on_torch)
     bad = [c for c in data if c.status not in ("ok", "missing")]
@@ -133,9 +138,35 @@ def _versions() -> dict[str, str]:
     said = loader.compiler_version(cc).splitlines() if cc else []
     return {"mlplab": f"{__version__} ({Path(__file__).resolve().parent})",
             "python": f"{platform.python_version()} ({sys.executable})",
-            "torch": torch.__version__, "numpy": np.__version__,
+            "torch": torch.__version__, "numpy": np.__version__, "triton": _triton_version(),
             "C compiler": f"{cc}: {said[0] if said else '?'}" if cc else "none (the kernels run on torch)",
             "platform": f"{platform.system()} {platform.machine()}"}
+
+
+def gpu_step(env: Mapping[str, str] | None = None) -> str:
+    """What a training run on CUDA steps with, as the environment (`os.environ` by default) chooses; see
+    `mlplab.mnist.graphed` and `mlplab.mnist.fused_step`.
+
+    >>> gpu_step({})
+    'CUDA graphs of torch kernels (MLPLAB_TRITON=1: fused Triton kernels)'
+    >>> gpu_step({"MLPLAB_CUDA_GRAPHS": "0"})
+    'torch kernels, no CUDA graphs (MLPLAB_CUDA_GRAPHS=0)'
+    """
+    env = os.environ if env is None else env
+    if env.get("MLPLAB_CUDA_GRAPHS", "1") == "0":
+        return "torch kernels, no CUDA graphs (MLPLAB_CUDA_GRAPHS=0)"
+    if env.get("MLPLAB_TRITON", "0") != "1":
+        return "CUDA graphs of torch kernels (MLPLAB_TRITON=1: fused Triton kernels)"
+    if not fused_step.available():
+        return "CUDA graphs of torch kernels (MLPLAB_TRITON=1 asks for Triton, which is not installed)"
+    return "CUDA graphs of fused Triton kernels (MLPLAB_TRITON=1)"
+
+
+def _triton_version() -> str:
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed (only the fused GPU step uses it)"
 
 
 def _device(problems: list[str]) -> str:
