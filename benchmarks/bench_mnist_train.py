@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mlplab.device import get_device
+from mlplab.mnist import fused_step
 from mlplab.mnist.config import resolve_config
 from mlplab.mnist.data import MEAN, STD, load_mnist
 from mlplab.mnist.epoch import make_epoch_runner
@@ -122,12 +122,7 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device=X.device)
     generator.manual_seed(seed)
-    before = os.environ.get("MLPLAB_TRITON")
-    os.environ["MLPLAB_TRITON"] = "1" if triton else "0"  # read when the runner is made
-    try:
-        runner = make_epoch_runner(config, model, optimizer, X, y, generator, allow_native=allow_native)
-    finally:
-        os.environ.pop("MLPLAB_TRITON") if before is None else os.environ.update(MLPLAB_TRITON=before)
+    runner = make_epoch_runner(config, model, optimizer, X, y, generator, allow_native=allow_native, fused=triton)
     runner.run(0, max_batches=3)  # warm-up: first-call allocations and kernel selection
     tick = time.perf_counter()
     runner.run(1, max_batches=max_batches)  # ends by reading the losses back: the device is synchronized
@@ -137,9 +132,9 @@ def time_mlplab(X: torch.Tensor, y: torch.Tensor, B: int, max_batches: int, engi
 
 def variants_for(variants: list[str], B: int, device: torch.device) -> list[str]:
     """`mlplab-torch` differs from `mlplab` only where the compiled step applies (a CPU, at most MAX_ROWS rows);
-    `mlplab-triton` runs on CUDA only."""
+    `mlplab-triton` runs on CUDA only, with Triton installed."""
     return [v for v in variants if (v != "mlplab-torch" or (B <= MAX_ROWS and device.type == "cpu"))
-            and (v != "mlplab-triton" or device.type == "cuda")]
+            and (v != "mlplab-triton" or (device.type == "cuda" and fused_step.available()))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ past the epoch's last full batch). Without CUDA it says so and exits with status
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -35,8 +34,7 @@ def profile(batch: int, replays: int, rows: int, triton: bool) -> None:
     optimizer = make_optimizer("adam", model.parameters(), 1e-3)
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
-    os.environ["MLPLAB_TRITON"] = "1" if triton else "0"  # read when the runner is made
-    runner = make_epoch_runner(config, model, optimizer, X, y, generator)
+    runner = make_epoch_runner(config, model, optimizer, X, y, generator, fused=triton)
     if not runner.kernel.endswith("cuda-graph"):
         print(f"batch {batch}: the run uses {runner.kernel!r}, not CUDA graphs; nothing to profile")
         return

@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from mlplab.cli.common import add_format, print_tables, say
-from mlplab.cli.data import add_data_dir
+from mlplab.cli.common import add_data_dir, add_format, print_tables, say
 
 
 def register(sub: Any) -> None:

@@ -158,10 +158,11 @@ class EpochRunner:
 
 def make_epoch_runner(config: Config, model: MLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
                       y: torch.Tensor, generator: torch.Generator,
-                      allow_native: bool = True) -> EpochRunner | DeviceEpoch:
+                      allow_native: bool = True, fused: bool | None = None) -> EpochRunner | DeviceEpoch:
     """The step engine of a run, chosen once: on CUDA the device-counter epoch replayed as CUDA graphs
-    (`mlplab.mnist.graphed`), elsewhere `EpochRunner` (the compiled small-batch step or torch kernels)."""
+    (`mlplab.mnist.graphed`), elsewhere `EpochRunner` (the compiled small-batch step or torch kernels).
+    `fused` chooses the device epoch's step (`graphed.DeviceEpoch`; None: as `MLPLAB_TRITON` says)."""
     if graphed_applies(model, optimizer, X.device, config.training.engine,
                        math.ceil(len(y) / config.training.batch_size)):
-        return DeviceEpoch(model, optimizer, X, y, generator, config.training.batch_size)
+        return DeviceEpoch(model, optimizer, X, y, generator, config.training.batch_size, fused=fused)
     return EpochRunner(config, model, optimizer, X, y, generator, allow_native=allow_native)

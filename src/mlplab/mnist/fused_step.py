@@ -21,6 +21,7 @@ optimizer's own tensors, so checkpoints and resume are unchanged; the `.grad` bu
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from typing import Any
 
@@ -49,10 +50,6 @@ def _block(size: int, cap: int) -> int:
     return max(16, min(cap, 1 << max(0, size - 1).bit_length()))
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 class FusedStep:
     """Launches one training step's kernels for `epoch` (a `graphed.DeviceEpoch`): its data, permutation,
     dropout flags, loss slots and divergence flag, and its model's parameters and Adam state, all updated in
@@ -71,10 +68,11 @@ class FusedStep:
         self.m = [s["exp_avg"] for s in states]
         self.v = [s["exp_avg_sq"] for s in states]
         self.widths = [layer.out_features for layer in layers]
-        self.d = layers[0].in_features
+        self.ins = [layer.in_features for layer in layers]
+        self.offsets = [sum(self.widths[:j]) for j in range(len(self.widths))]  # of each hidden layer's flags
         self.s = 1.0 / (1.0 - epoch.p)
         dev, B = epoch.X.device, epoch.B
-        self.x = torch.empty(B, self.d, device=dev)  # the gathered rows, for the first layer's weight gradient
+        self.x = torch.empty(B, self.ins[0], device=dev)  # the gathered rows, for the first layer's weight gradient
         self.act = [torch.empty(B, w, device=dev) for w in self.widths[:-1]]  # A'_k = relu(Z_k) ⊙ m_k
         self.dz = [torch.empty(B, w, device=dev) for w in self.widths]
         self.skip = torch.zeros((), device=dev)  # 1: this step's Adam update is skipped (an earlier divergence)
@@ -92,16 +90,15 @@ class FusedStep:
     def launch(self, step: torch.Tensor, n: int, advance: bool) -> None:
         e, k = self.epoch, self.k
         masks = e.masks if e.p > 0 else self.x
-        offsets = [sum(self.widths[:j]) for j in range(len(self.widths))]
         L = len(self.W)
         src = e.X
         BM = _block(n, 64)  # rows per program (the loss kernel takes 32: at 64 ptxas spills registers for sm_90)
         for j in range(L - 1):
-            K, N = (self.d if j == 0 else self.widths[j - 1]), self.widths[j]
+            K, N = self.ins[j], self.widths[j]
             BN, BK = _block(N, 32), _block(K, 64)
-            k.forward_kernel[(_cdiv(n, BM), _cdiv(N, BN))](
+            k.forward_kernel[(math.ceil(n / BM), math.ceil(N / BN))](
                 src, e.perm, step, self.x, self.W[j], self.b[j], self.act[j], masks,
-                n, e.B, K, N, n * offsets[j], e.H, self._alpha(j),
+                n, e.B, K, N, n * self.offsets[j], e.H, self._alpha(j),
                 GATHER=j == 0, DROPOUT=e.p > 0, BM=BM, BN=BN, BK=BK)
             src = self.act[j]
         C, K = self.widths[-1], self.widths[-2]
@@ -111,14 +108,14 @@ class FusedStep:
             self.threshold, SOFTMAX_OUT=bool(e.model.softmax_output), ADVANCE=advance,
             BM=_block(n, 32), BC=_block(C, 1 << 30), BK=_block(K, 64), BT=_block(e.step_all.numel(), 1 << 30))
         for j in range(L - 1, -1, -1):
-            O, I = self.widths[j], (self.d if j == 0 else self.widths[j - 1])
+            O, I = self.widths[j], self.ins[j]
             if j > 0:  # needs W_j before its update
                 BN, BK = _block(I, 32), _block(O, 32)
-                k.backward_kernel[(_cdiv(n, BM), _cdiv(I, BN))](
+                k.backward_kernel[(math.ceil(n / BM), math.ceil(I / BN))](
                     self.dz[j], self.W[j], self.act[j - 1], self.dz[j - 1], n, O, I, self._alpha(j),
                     BM=BM, BN=BN, BK=BK)
             BO, BI = _block(O, 32), _block(I, 64)
-            k.adam_kernel[(_cdiv(O, BO), _cdiv(I, BI))](
+            k.adam_kernel[(math.ceil(O / BO), math.ceil(I / BI))](
                 self.dz[j], self.x if j == 0 else self.act[j - 1], self.W[j], self.b[j],
                 self.m[2 * j], self.v[2 * j], self.m[2 * j + 1], self.v[2 * j + 1], self.skip, self.scalars,
                 n, O, I, self._alpha(j), e.beta1, e.beta2, e.eps, e.weight_decay,
