@@ -23,7 +23,7 @@ from mlplab.mnist.adam import plain_adam, shared_step_counter
 from mlplab.mnist.backprop import ManualBackprop
 from mlplab.mnist.config import Config
 from mlplab.mnist.dropout import DropoutStream
-from mlplab.mnist.graphed import DeviceEpoch, batch_sizes, epoch_loss, first_divergent
+from mlplab.mnist.graphed import DeviceEpoch, batch_sizes, epoch_loss, first_divergent, show_progress
 from mlplab.mnist.graphed import applies as graphed_applies
 from mlplab.mnist.model import MLP
 from mlplab.mnist.native_step import NativeStep
@@ -148,10 +148,7 @@ class EpochRunner:
                     i = checked + bad
                     mean = epoch_loss(read(0, i + 1), self.sizes)[0]
                     return mean, {"epoch": epoch, "batch": i + 1, "loss": float(chunk[bad])}
-                if bar is not None:
-                    bar.update(b + 1 - checked)
-                    bar.set_postfix_str(f"batch {b + 1}/{self.num_batches} loss {float(chunk[-1]):.4f}{note}",
-                                        refresh=False)
+                show_progress(bar, b + 1 - checked, b + 1, self.num_batches, float(chunk[-1]), note)
                 checked = b + 1
         return epoch_loss(read(0, num_batches), self.sizes)[0], None
 

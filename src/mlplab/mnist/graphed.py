@@ -86,6 +86,13 @@ def epoch_loss(losses: torch.Tensor, sizes: torch.Tensor) -> tuple[float, int | 
     return float(losses[:last] @ sizes[:last] / sizes[:last].sum()), first
 
 
+def show_progress(bar: Any, steps: int, batch: int, num_batches: int, loss: float, note: str) -> None:
+    """Advance a progress bar by `steps` batches and show "batch i/n loss x" and `note`; nothing without a bar."""
+    if bar is not None:
+        bar.update(steps)
+        bar.set_postfix_str(f"batch {batch}/{num_batches} loss {loss:.4f}{note}", refresh=False)
+
+
 def applies(model: Any, optimizer: torch.optim.Optimizer, device: torch.device, engine: str,
             steps_per_epoch: int) -> bool:
     """Whether a run can use this epoch: the hand-written engine, Adam as torch's fused kernel, on CUDA (the
@@ -314,8 +321,5 @@ class DeviceEpoch:
         losses = self.losses[:steps].double().cpu()  # the epoch's one device→host read
         mean, bad = epoch_loss(losses, self.sizes)
         last = steps if bad is None else bad + 1
-        if bar is not None:
-            bar.update(last)
-            bar.set_postfix_str(f"batch {last}/{self.num_batches} loss {float(losses[last - 1]):.4f}{note}",
-                                refresh=False)
+        show_progress(bar, last, last, self.num_batches, float(losses[last - 1]), note)
         return mean, None if bad is None else {"epoch": epoch, "batch": last, "loss": float(losses[last - 1])}
