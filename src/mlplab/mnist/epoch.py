@@ -36,7 +36,7 @@ class EpochEngine(Protocol):
     """What the trainer needs of a step engine."""
 
     num_batches: int
-    kernel: str  # "native", "torch" or "cuda-graph": recorded in the run's summary
+    kernel: str  # "native", "torch", or DeviceEpoch's "[triton-]cuda-graph" / "[triton-]device-loop": in the summary
 
     def run(self, epoch: int, bar: Any = None, max_batches: int | None = None,
             note: str = "") -> tuple[float, dict[str, Any] | None]: ...

@@ -244,7 +244,7 @@ class _Run:
             restored = self.best["epoch"]
         summary = summarize(self.config, self.rows, self.status, restored, count_parameters(self.model),
                             str(self.dev))
-        summary["kernel"] = engine.kernel  # "native", "torch" or "cuda-graph" (see mlplab.mnist.epoch)
+        summary["kernel"] = engine.kernel  # "native", "torch", "cuda-graph", ... (see mlplab.mnist.epoch)
         summary["wall_time_s"] = self.status["elapsed_s"]
         summary["threads"] = torch.get_num_threads()  # CPU threads the run trained with (kept across resumes)
         if self.store is not None:
